@@ -1,0 +1,81 @@
+// conduit::Server: a WebSocket server on Asio with our own RFC 6455 engine.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conduit/message.hpp"
+#include "conduit/options.hpp"
+#include "conduit/session.hpp"
+
+namespace conduit {
+
+// What the accept hook sees of an upgrade request (views valid during the call).
+struct UpgradeInfo {
+  std::string_view path;   // target without the query
+  std::string_view query;  // after '?', may be empty
+  std::string_view remote_address;
+  std::string_view origin;
+  std::vector<std::string_view> offered_subprotocols;
+  std::function<std::string_view(std::string_view name)> header;  // case-insensitive
+};
+
+struct UpgradeDecision {
+  bool accept = true;
+  unsigned status = 403;      // when refused
+  std::string reason;         // when refused: one line, body of the response
+  std::string subprotocol;    // when accepted: overrides the server's choice if non-empty
+  std::shared_ptr<void> user_data;
+};
+
+struct ServerHandlers {
+  // Called after the built-in admission checks pass, before the 101.
+  std::function<UpgradeDecision(const UpgradeInfo&)> on_upgrade;
+  std::function<void(Session&)> on_open;
+  std::function<void(Session&, std::string_view data, MessageType type)> on_message;
+  std::function<void(Session&, std::uint16_t code, std::string_view reason)> on_close;
+  // The session's queued outbound bytes fell to zero after having been above
+  // half of send_queue_bytes.
+  std::function<void(Session&)> on_drain;
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, ServerHandlers handlers);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and starts the event-loop threads. Throws std::system_error when the
+  // address cannot be bound.
+  void start();
+  // Graceful shutdown: stop accepting, refuse upgrades with 503, close every
+  // session with 1001, wait up to shutdown_grace, then drop what remains.
+  // Returns immediately; wait() blocks until done. Safe from any thread and
+  // from a signal-handling thread.
+  void stop();
+  // Immediate stop (second signal): drop everything now.
+  void abort();
+  // Blocks until the server has fully stopped.
+  void wait();
+
+  std::uint16_t port() const noexcept;
+  bool draining() const noexcept;
+  std::size_t connection_count() const noexcept;
+
+  // Sends data to every open session, framed once and shared (GUIDE rule 4).
+  void broadcast(std::string_view data, MessageType type = MessageType::Text);
+
+  // Prometheus text exposition of the server's metrics.
+  std::string metrics_text() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace conduit
