@@ -25,16 +25,23 @@
 //         with FIN=0 or payload > 125, continuation without a started message,
 //         Text/Binary while a fragmented message is open, unmasked frame from a
 //         client (Role::Server) or masked frame from a server (Role::Client),
-//         64-bit length with the top bit set, close payload of 1 byte, invalid
-//         close code, RSV1 on a continuation or control frame.
+//         64-bit length with the top bit set, a length not in its minimal
+//         encoding (§5.2 "MUST"), close payload of 1 byte, invalid close code,
+//         RSV1 on a continuation or control frame.
 //   1007: invalid UTF-8 in a Text message or in a close reason.
 //   1009: message length (sum of its frames, known from each header) above
 //         max_message_bytes — detected from the header, before any payload is
 //         buffered.
+//
+// The state is set before each handler call (Closed before on_close, Failed
+// before on_error), so a handler that inspects the parser sees the final state.
+// A handler must not destroy the parser or call consume() re-entrantly.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -56,7 +63,7 @@ struct ParserLimits {
 
 class Parser {
  public:
-  explicit Parser(Role role, ParserLimits limits = {}) noexcept;
+  explicit Parser(Role role, ParserLimits limits = {}) noexcept : limits_(limits), role_(role) {}
 
   // Parses all of [data, data + len). Payload bytes in data are unmasked in
   // place. Returns false when the stream must stop reading: after on_error, or
@@ -65,9 +72,9 @@ class Parser {
   bool consume(std::uint8_t* data, std::size_t len, Handler& h);
 
   // True when no partial frame or message is held (and no heap memory).
-  bool idle() const noexcept;
+  bool idle() const noexcept { return state_ != State::Payload && header_len_ == 0 && message_op_ == 0; }
   // Bytes currently held for an incomplete message.
-  std::size_t buffered_bytes() const noexcept;
+  std::size_t buffered_bytes() const noexcept { return message_.size() + control_len_ + header_len_; }
   bool failed() const noexcept { return state_ == State::Failed; }
   bool closed() const noexcept { return state_ == State::Closed; }
   void set_limits(ParserLimits limits) noexcept { limits_ = limits; }
@@ -75,11 +82,277 @@ class Parser {
 
  private:
   enum class State : std::uint8_t { Header, Payload, Failed, Closed };
-  // Implementation details are the implementer's; keep the object small
-  // (it lives in every connection).
+  static constexpr std::size_t kMaxHeader = 14;
+  static constexpr std::size_t kMaxControlPayload = 125;
+
+  // Header size implied by the first two bytes (before the extended length is known).
+  static std::size_t header_size(std::uint8_t b1) noexcept {
+    const std::uint8_t len7 = b1 & 0x7F;
+    return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((b1 & 0x80) ? 4 : 0);
+  }
+
+  // Validates a complete header and loads the frame fields. Returns nullptr on
+  // success, else the reason; *code receives the close code.
+  const char* decode_header(const std::uint8_t* hp, std::uint16_t* code) noexcept;
+
+  template <class Handler>
+  bool fail(Handler& h, std::uint16_t code, const char* reason);
+  template <class Handler>
+  bool deliver_control(Handler& h, const std::uint8_t* data, std::size_t len);
+
+  void release_message() noexcept {
+    std::vector<std::uint8_t>().swap(message_);
+    message_op_ = 0;
+  }
+
+  bool message_is_text_uncompressed() const noexcept {
+    return message_op_ == static_cast<std::uint8_t>(Opcode::Text) && !message_compressed_;
+  }
+
+  // Layout: largest members first; the whole object is 88 bytes on LP64.
+  std::vector<std::uint8_t> message_;        // fragments of the open message (unmasked)
+  std::unique_ptr<std::uint8_t[]> control_;  // control payload split across reads, else null
+  ParserLimits limits_;
+  std::uint64_t frame_remaining_ = 0;  // payload bytes of the current frame not yet seen
+  Utf8Validator utf8_;                 // state of the open uncompressed Text message
+  std::uint8_t mask_key_[4] = {};
+  std::uint8_t header_[kMaxHeader] = {};  // header split across reads
+  std::uint8_t header_len_ = 0;
   State state_ = State::Header;
   Role role_;
-  ParserLimits limits_;
+  std::uint8_t frame_op_ = 0;
+  bool frame_fin_ = false;
+  bool frame_masked_ = false;
+  std::uint8_t mask_phase_ = 0;   // payload bytes of the current frame unmasked so far, mod 4
+  std::uint8_t control_len_ = 0;  // bytes in control_
+  std::uint8_t message_op_ = 0;   // Text/Binary of the open message, 0 when none
+  bool message_compressed_ = false;
 };
+
+inline const char* Parser::decode_header(const std::uint8_t* hp, std::uint16_t* code) noexcept {
+  *code = close_code::protocol_error;
+  const std::uint8_t b0 = hp[0];
+  const std::uint8_t b1 = hp[1];
+  const bool fin = (b0 & 0x80) != 0;
+  const bool rsv1 = (b0 & 0x40) != 0;
+  const std::uint8_t op = b0 & 0x0F;
+  const bool masked = (b1 & 0x80) != 0;
+  const std::uint8_t len7 = b1 & 0x7F;
+
+  if (b0 & 0x30) return "RSV2/RSV3 set without a negotiated extension";
+  if (op >= 0x8) {
+    if (op > 0xA) return "reserved control opcode";
+    if (!fin) return "fragmented control frame";
+    if (len7 > kMaxControlPayload) return "control frame payload longer than 125 bytes";
+    if (rsv1) return "RSV1 set on a control frame";
+    if (op == 0x8 && len7 == 1) return "close frame with a 1-byte payload";
+  } else if (op == 0x0) {
+    if (message_op_ == 0) return "continuation frame without a started message";
+    if (rsv1) return "RSV1 set on a continuation frame";
+  } else if (op <= 0x2) {
+    if (message_op_ != 0) return "new data frame while a fragmented message is open";
+    if (rsv1 && !limits_.allow_rsv1) return "RSV1 set without a negotiated extension";
+  } else {
+    return "reserved data opcode";
+  }
+  if (role_ == Role::Server) {
+    if (!masked) return "unmasked frame from a client";
+  } else if (masked) {
+    return "masked frame from a server";
+  }
+
+  std::uint64_t len = len7;
+  const std::uint8_t* rest = hp + 2;
+  if (len7 == 126) {
+    len = (std::uint64_t{rest[0]} << 8) | rest[1];
+    if (len < 126) return "frame length not minimally encoded";
+    rest += 2;
+  } else if (len7 == 127) {
+    len = 0;
+    for (int i = 0; i < 8; ++i) len = (len << 8) | rest[i];
+    if (len >> 63) return "64-bit frame length with the top bit set";
+    if (len <= 0xFFFF) return "frame length not minimally encoded";
+    rest += 8;
+  }
+
+  if (op < 0x8) {
+    // Message size is checked against the sum of the frames' declared lengths,
+    // so an oversize message fails before any of its payload is buffered.
+    const std::uint64_t before = op == 0 ? message_.size() : 0;
+    if (len > limits_.max_message_bytes || before + len > limits_.max_message_bytes) {
+      *code = close_code::message_too_big;
+      return "message larger than max_message_bytes";
+    }
+    if (op != 0) {
+      message_op_ = op;
+      message_compressed_ = rsv1;
+      utf8_.reset();
+    }
+  }
+  if (masked) std::memcpy(mask_key_, rest, 4);
+  frame_op_ = op;
+  frame_fin_ = fin;
+  frame_masked_ = masked;
+  frame_remaining_ = len;
+  mask_phase_ = 0;
+  return nullptr;
+}
+
+template <class Handler>
+bool Parser::fail(Handler& h, std::uint16_t code, const char* reason) {
+  state_ = State::Failed;
+  release_message();
+  control_.reset();
+  control_len_ = 0;
+  header_len_ = 0;
+  h.on_error(code, reason);
+  return false;
+}
+
+template <class Handler>
+bool Parser::deliver_control(Handler& h, const std::uint8_t* data, std::size_t len) {
+  switch (static_cast<Opcode>(frame_op_)) {
+    case Opcode::Ping:
+      h.on_ping(data, len);
+      return true;
+    case Opcode::Pong:
+      h.on_pong(data, len);
+      return true;
+    default:
+      break;
+  }
+  // Close. A 1-byte payload was rejected in decode_header.
+  if (len == 0) {
+    state_ = State::Closed;
+    release_message();
+    h.on_close(close_code::no_status, std::string_view{});
+    return false;
+  }
+  const std::uint16_t code = static_cast<std::uint16_t>((data[0] << 8) | data[1]);
+  if (!is_valid_wire_close_code(code)) return fail(h, close_code::protocol_error, "invalid close code");
+  if (!is_valid_utf8(data + 2, len - 2)) return fail(h, close_code::invalid_payload, "invalid UTF-8 in close reason");
+  state_ = State::Closed;
+  release_message();
+  h.on_close(code, std::string_view(reinterpret_cast<const char*>(data + 2), len - 2));
+  return false;
+}
+
+template <class Handler>
+bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
+  if (state_ == State::Failed || state_ == State::Closed) return false;
+  std::uint8_t* p = data;
+  std::uint8_t* const end = data + len;
+
+  for (;;) {
+    if (state_ == State::Header) {
+      if (p == end) return true;
+      const std::uint8_t* hp;
+      std::size_t avail = static_cast<std::size_t>(end - p);
+      if (header_len_ == 0 && avail >= 2 && avail >= header_size(p[1])) {
+        // Whole header in the input: decode it where it is.
+        hp = p;
+        p += header_size(p[1]);
+      } else {
+        // Accumulate a split header: first the two bytes that give its size,
+        // then the rest.
+        if (header_len_ < 2) {
+          const std::size_t n = std::min<std::size_t>(2 - header_len_, avail);
+          std::memcpy(header_ + header_len_, p, n);
+          header_len_ = static_cast<std::uint8_t>(header_len_ + n);
+          p += n;
+          avail -= n;
+          if (header_len_ < 2) return true;
+        }
+        const std::size_t need = header_size(header_[1]);
+        const std::size_t n = std::min<std::size_t>(need - header_len_, avail);
+        std::memcpy(header_ + header_len_, p, n);
+        header_len_ = static_cast<std::uint8_t>(header_len_ + n);
+        p += n;
+        if (header_len_ < need) return true;
+        header_len_ = 0;
+        hp = header_;
+      }
+      std::uint16_t code;
+      if (const char* reason = decode_header(hp, &code)) return fail(h, code, reason);
+      state_ = State::Payload;
+
+      // Fast path: a whole single-frame message present in the input is
+      // unmasked in place and delivered as a view, with no copy and no
+      // allocation.
+      if (frame_op_ != 0 && frame_op_ < 0x8 && frame_fin_ && frame_remaining_ <= static_cast<std::uint64_t>(end - p)) {
+        const std::size_t n = static_cast<std::size_t>(frame_remaining_);
+        if (frame_masked_) apply_mask(p, n, mask_key_);
+        if (message_is_text_uncompressed() && !is_valid_utf8(p, n)) {
+          return fail(h, close_code::invalid_payload, "invalid UTF-8 in text message");
+        }
+        std::uint8_t* payload = p;
+        p += n;
+        const Opcode op = static_cast<Opcode>(message_op_);
+        const bool compressed = message_compressed_;
+        message_op_ = 0;
+        frame_remaining_ = 0;
+        state_ = State::Header;
+        h.on_message(op, payload, n, compressed);
+        if (state_ != State::Header) return false;  // the handler cannot change it, but stay safe
+        continue;
+      }
+    }
+
+    // State::Payload
+    const std::size_t avail = static_cast<std::size_t>(end - p);
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, avail));
+    if (frame_op_ >= 0x8) {
+      // Control frame. Complete in the input and nothing held yet → view.
+      if (control_len_ == 0 && n == frame_remaining_) {
+        if (frame_masked_) apply_mask(p, n, mask_key_);
+        std::uint8_t* payload = p;
+        p += n;
+        frame_remaining_ = 0;
+        state_ = State::Header;
+        if (!deliver_control(h, payload, n)) return false;
+        continue;
+      }
+      if (!control_) control_ = std::make_unique<std::uint8_t[]>(kMaxControlPayload);
+      if (frame_masked_) apply_mask(p, n, mask_key_, mask_phase_);
+      std::memcpy(control_.get() + control_len_, p, n);
+      control_len_ = static_cast<std::uint8_t>(control_len_ + n);
+      mask_phase_ = static_cast<std::uint8_t>((mask_phase_ + n) & 3);
+      p += n;
+      frame_remaining_ -= n;
+      if (frame_remaining_ != 0) return true;
+      state_ = State::Header;
+      // Keep the block alive for the call, then free it: an idle parser holds
+      // no heap memory.
+      std::unique_ptr<std::uint8_t[]> payload = std::move(control_);
+      const std::size_t payload_len = control_len_;
+      control_len_ = 0;
+      if (!deliver_control(h, payload.get(), payload_len)) return false;
+      continue;
+    }
+
+    // Data frame (a fragment, or a single-frame message split across reads).
+    if (n != 0) {
+      if (frame_masked_) apply_mask(p, n, mask_key_, mask_phase_);
+      mask_phase_ = static_cast<std::uint8_t>((mask_phase_ + n) & 3);
+      if (message_is_text_uncompressed() && !utf8_.feed(p, n)) {
+        return fail(h, close_code::invalid_payload, "invalid UTF-8 in text message");
+      }
+      message_.insert(message_.end(), p, p + n);
+      p += n;
+      frame_remaining_ -= n;
+    }
+    if (frame_remaining_ != 0) return true;
+    state_ = State::Header;
+    if (!frame_fin_) continue;
+    if (message_is_text_uncompressed() && !utf8_.complete()) {
+      return fail(h, close_code::invalid_payload, "text message ends inside a UTF-8 sequence");
+    }
+    const Opcode op = static_cast<Opcode>(message_op_);
+    const bool compressed = message_compressed_;
+    message_op_ = 0;
+    h.on_message(op, message_.data(), message_.size(), compressed);
+    std::vector<std::uint8_t>().swap(message_);
+  }
+}
 
 }  // namespace conduit::wire
