@@ -1,0 +1,195 @@
+"""permessage-deflate (RFC 7692): off by default, negotiated with compression.enabled=true,
+working with Python websockets, Node ws and hand-made compressed frames."""
+
+import asyncio
+import os
+import unittest
+import zlib
+
+import websockets
+
+import conduitd
+from conduitd import OP_BINARY, OP_CONT, OP_PING, OP_TEXT, Conduitd, RawWS, run_node
+
+TAIL = b"\x00\x00\xff\xff"
+
+
+class Deflater:
+    """Client side of permessage-deflate: raw deflate, sync flush, tail stripped (RFC 7692 §7.2.1)."""
+
+    def __init__(self, takeover=True):
+        self.takeover = takeover
+        self.c = zlib.compressobj(wbits=-15)
+
+    def compress(self, data):
+        if not self.takeover:
+            self.c = zlib.compressobj(wbits=-15)
+        out = self.c.compress(data) + self.c.flush(zlib.Z_SYNC_FLUSH)
+        assert out.endswith(TAIL)
+        return out[:-4]
+
+
+class Inflater:
+    def __init__(self):
+        self.d = zlib.decompressobj(wbits=-15)
+
+    def decompress(self, data):
+        return self.d.decompress(data + TAIL)
+
+
+def negotiated(headers):
+    return headers.get("sec-websocket-extensions", "")
+
+
+def connect(url, **kw):
+    kw.setdefault("ping_interval", None)
+    kw.setdefault("open_timeout", 10)
+    kw.setdefault("close_timeout", 10)
+    return websockets.connect(url, **kw)
+
+
+class CompressionOn(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Conduitd(mode="echo", sets={"compression.enabled": "true"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_python_websockets_deflate(self):
+        async def go():
+            async with connect(self.server.url, compression="deflate") as ws:
+                names = [e.name for e in ws.extensions]
+                self.assertEqual(names, ["permessage-deflate"], f"negotiated: {ws.response_headers}")
+                for msg in ["compressible " * 4000, os.urandom(30000), "small", b"", "é✓" * 1000]:
+                    await asyncio.wait_for(ws.send(msg), 10)
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 10), msg)
+                parts = ["part one " * 100, "part two " * 100]
+                await ws.send(parts)
+                self.assertEqual(await asyncio.wait_for(ws.recv(), 10), "".join(parts))
+        asyncio.run(asyncio.wait_for(go(), 60))
+
+    def test_node_ws_per_message_deflate(self):
+        self.assertIn("ok compression-on", run_node("node_peer.js", self.server.url, "compression-on"))
+
+    def test_server_compresses_with_context_takeover(self):
+        with RawWS(self.server.port, extensions="permessage-deflate; client_max_window_bits") as c:
+            self.assertIn("permessage-deflate", negotiated(c.response_headers))
+            out, inf = Deflater(), Inflater()
+            text = ("the quick brown fox jumps over the lazy dog " * 500).encode()
+            for i in range(3):  # the same message again: with takeover, later frames reference earlier ones
+                c.send_frame(OP_TEXT, out.compress(text), rsv=4)
+                f = c.recv_frame()
+                self.assertEqual(f.opcode, OP_TEXT)
+                self.assertEqual(f.rsv, 4, "a 22 KB compressible echo should be sent compressed (RSV1)")
+                self.assertLess(len(f.payload), len(text) // 4)
+                self.assertEqual(inf.decompress(f.payload), text)
+
+    def test_no_context_takeover_is_agreed(self):
+        offer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        with RawWS(self.server.port, extensions=offer) as c:
+            agreed = negotiated(c.response_headers)
+            self.assertIn("permessage-deflate", agreed)
+            # RFC 7692 §7.1.1.1: accepting an offer with server_no_context_takeover means answering with it.
+            self.assertIn("server_no_context_takeover", agreed)
+            out = Deflater(takeover=False)
+            msg = os.urandom(100) + b"z" * 5000
+            for _ in range(2):
+                c.send_frame(OP_BINARY, out.compress(msg), rsv=4)
+                f = c.recv_frame()
+                payload = Inflater().decompress(f.payload) if f.rsv == 4 else f.payload
+                self.assertEqual(payload, msg, "a fresh inflater per message must do without server context")
+
+    def test_fragmented_compressed_message(self):
+        with RawWS(self.server.port, extensions="permessage-deflate") as c:
+            body = ("fragment me " * 1000).encode()
+            z = Deflater().compress(body)
+            third = len(z) // 3
+            c.send_frame(OP_TEXT, z[:third], fin=False, rsv=4)  # RSV1 only on the first frame
+            c.send_frame(OP_PING, b"mid")
+            c.send_frame(OP_CONT, z[third:2 * third], fin=False)
+            c.send_frame(OP_CONT, z[2 * third:])
+            inf = Inflater()
+            op, got, frames = c.recv_message()
+            if frames[0].rsv == 4:
+                got = inf.decompress(got)
+            self.assertEqual((op, got), (OP_TEXT, body))
+
+    def test_uncompressed_message_still_accepted(self):
+        with RawWS(self.server.port, extensions="permessage-deflate") as c:
+            c.send_frame(OP_TEXT, b"plain")
+            op, got, frames = c.recv_message()
+            if frames[0].rsv == 4:
+                got = Inflater().decompress(got)
+            self.assertEqual(got, b"plain")
+
+    def test_decompression_bomb_is_1009(self):
+        with RawWS(self.server.port, extensions="permessage-deflate") as c:
+            bomb = Deflater().compress(b"\x00" * (4 * 1024 * 1024))  # ~4 KB on the wire, 4 MiB inflated
+            self.assertLess(len(bomb), 65536)
+            c.send_frame(OP_BINARY, bomb, rsv=4)
+            c.expect_close(1009)
+            c.wait_eof()
+
+    def test_invalid_utf8_inside_compressed_text_is_1007(self):
+        with RawWS(self.server.port, extensions="permessage-deflate") as c:
+            c.send_frame(OP_TEXT, Deflater().compress(b"valid then \xff\xfe"), rsv=4)
+            c.expect_close(1007)
+
+    def test_rsv1_on_control_frame_is_1002(self):
+        with RawWS(self.server.port, extensions="permessage-deflate") as c:
+            c.send_frame(OP_PING, b"x", rsv=4)
+            c.expect_close(1002)
+
+    def test_rsv1_on_continuation_is_1002(self):
+        with RawWS(self.server.port, extensions="permessage-deflate") as c:
+            z = Deflater().compress(b"abc" * 100)
+            c.send_frame(OP_TEXT, z[:5], fin=False, rsv=4)
+            c.send_frame(OP_CONT, z[5:], rsv=4)
+            c.expect_close(1002)
+
+    def test_not_negotiated_when_not_offered(self):
+        with RawWS(self.server.port) as c:
+            self.assertEqual(negotiated(c.response_headers), "")
+            c.send_frame(OP_TEXT, Deflater().compress(b"hello"), rsv=4)
+            c.expect_close(1002)
+
+
+class CompressionOff(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Conduitd(mode="echo", sets={"compression.enabled": "false"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_python_websockets_offer_declined(self):
+        async def go():
+            async with connect(self.server.url, compression="deflate") as ws:
+                self.assertEqual(ws.extensions, [])
+                self.assertNotIn("Sec-WebSocket-Extensions", ws.response_headers)
+                msg = "plain " * 1000
+                await ws.send(msg)
+                self.assertEqual(await asyncio.wait_for(ws.recv(), 10), msg)
+        asyncio.run(asyncio.wait_for(go(), 60))
+
+    def test_node_ws_offer_declined(self):
+        self.assertIn("ok compression-off", run_node("node_peer.js", self.server.url, "compression-off"))
+
+    def test_raw_offer_declined_and_rsv1_rejected(self):
+        with RawWS(self.server.port, extensions="permessage-deflate; client_max_window_bits") as c:
+            self.assertEqual(negotiated(c.response_headers), "")
+            c.send_frame(OP_TEXT, Deflater().compress(b"hello"), rsv=4)
+            c.expect_close(1002)
+
+
+class CompressionDefault(unittest.TestCase):
+    def test_off_by_default(self):
+        with Conduitd(mode="echo") as server, RawWS(server.port, extensions="permessage-deflate") as c:
+            self.assertEqual(negotiated(c.response_headers), "")
+
+
+if __name__ == "__main__":
+    conduitd.main()

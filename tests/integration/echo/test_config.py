@@ -1,0 +1,101 @@
+"""conduitd configuration: TOML file, flags, --set; every error names the key and exits with status 2."""
+
+import os
+import tempfile
+import unittest
+
+import conduitd
+from conduitd import OP_BINARY, OP_TEXT, Conduitd, RawWS, run_conduitd_to_exit
+
+
+class ConfigErrors(unittest.TestCase):
+    def assert_config_error(self, args, must_name):
+        status, out = run_conduitd_to_exit(args)
+        self.assertEqual(status, 2, f"conduitd {' '.join(args)} → status {status}, output:\n{out}")
+        self.assertIn(must_name, out, f"the message must name {must_name!r}; output:\n{out}")
+        self.assertNotIn("listening on", out)
+        return out
+
+    def toml(self, text):
+        f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        f.write(text)
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_unknown_key_via_set(self):
+        self.assert_config_error(["--listen", "127.0.0.1:0", "--set", "server.no_such_key=1"], "server.no_such_key")
+
+    def test_unknown_section_via_set(self):
+        self.assert_config_error(["--listen", "127.0.0.1:0", "--set", "bogus.key=1"], "bogus.key")
+
+    def test_bad_duration(self):
+        for value in ("abc", "10parsecs", "-5s", "ms"):
+            self.assert_config_error(["--listen", "127.0.0.1:0", "--set", f"heartbeat.ping_interval={value}"],
+                                     "heartbeat.ping_interval")
+
+    def test_bad_number(self):
+        self.assert_config_error(["--listen", "127.0.0.1:0", "--set", "limits.max_message_bytes=lots"],
+                                 "limits.max_message_bytes")
+
+    def test_bad_mode(self):
+        self.assert_config_error(["--listen", "127.0.0.1:0", "--mode", "nonsense"], "mode")
+
+    def test_bad_listen_address(self):
+        self.assert_config_error(["--listen", "not-an-address"], "listen")
+
+    def test_unreadable_file(self):
+        missing = os.path.join(tempfile.gettempdir(), "conduit-no-such-dir", "conduitd.toml")
+        self.assert_config_error(["--config", missing], missing)
+
+    def test_invalid_toml(self):
+        path = self.toml("[server\nlisten = \n")
+        self.assert_config_error(["--config", path], path)
+
+    def test_unknown_key_in_file(self):
+        path = self.toml('[server]\nlisten = "127.0.0.1:0"\nnot_a_key = 3\n')
+        self.assert_config_error(["--config", path], "server.not_a_key")
+
+    def test_wrong_type_in_file(self):
+        path = self.toml('[limits]\nmax_message_bytes = "big"\n')
+        self.assert_config_error(["--config", path, "--listen", "127.0.0.1:0"], "limits.max_message_bytes")
+
+    def test_bad_duration_in_file(self):
+        path = self.toml('[server]\nhandshake_timeout = "soon"\n')
+        self.assert_config_error(["--config", path, "--listen", "127.0.0.1:0"], "server.handshake_timeout")
+
+
+class ConfigAccepted(unittest.TestCase):
+    def test_config_file_is_applied(self):
+        f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        f.write('[server]\nmode = "echo"\nhandshake_timeout = "2s"\n\n[limits]\nmax_message_bytes = 100\n')
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        # --listen on top of the file; the file's limit must be in force
+        with Conduitd("--config", f.name) as server, RawWS(server.port) as c:
+            c.send_frame(OP_TEXT, b"a" * 100)
+            self.assertEqual(c.recv_message()[1], b"a" * 100)
+            c.send_frame(OP_TEXT, b"a" * 101)
+            c.expect_close(1009)
+
+    def test_set_overrides_file(self):
+        f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+        f.write('[limits]\nmax_message_bytes = 100\n')
+        f.close()
+        self.addCleanup(os.unlink, f.name)
+        with Conduitd("--config", f.name, sets={"limits.max_message_bytes": 200}) as server, \
+                RawWS(server.port) as c:
+            c.send_frame(OP_BINARY, b"b" * 200)
+            self.assertEqual(c.recv_message()[1], b"b" * 200)
+            c.send_frame(OP_BINARY, b"b" * 201)
+            c.expect_close(1009)
+
+    def test_durations_in_all_units(self):
+        for value in ("250ms", "25s", "1m"):
+            with Conduitd(mode="echo", sets={"heartbeat.ping_interval": value}) as server, RawWS(server.port) as c:
+                c.send_frame(OP_TEXT, value.encode())
+                self.assertEqual(c.recv_message()[1], value.encode())
+
+
+if __name__ == "__main__":
+    conduitd.main()
