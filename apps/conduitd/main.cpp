@@ -1,0 +1,139 @@
+// conduitd: the Conduit daemon (echo or broadcast relay).
+//
+//   conduitd [--config FILE] [--listen HOST:PORT] [--mode echo|broadcast] [--set key=value]...
+//
+// Exit status: 0 after a clean shutdown, 1 on a runtime failure (e.g. the
+// address is in use), 2 on a configuration error (the message names the key).
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "conduit/server.hpp"
+#include "ops/config.hpp"
+#include "ops/log.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: conduitd [options]
+
+  --config FILE         TOML configuration file (keys: docs/configuration.md)
+  --listen HOST:PORT    same as --set server.listen=HOST:PORT (default 127.0.0.1:8080; port 0 = any free port)
+  --mode MODE           echo | broadcast (same as --set server.mode=MODE)
+  --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
+  --print-config        print the embedded default configuration and exit
+  --help                this text
+
+Once listening, conduitd prints "listening on HOST:PORT" on stdout.
+SIGTERM/SIGINT: graceful shutdown (close 1001, drain up to server.shutdown_grace); a second signal exits at once.
+Exit status: 0 clean shutdown, 1 runtime failure, 2 configuration error.
+)";
+
+[[noreturn]] void config_error(const std::string& message) {
+  std::fprintf(stderr, "conduitd: config error: %s\n", message.c_str());
+  std::exit(2);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  conduit::ops::ConfigSources sources;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto need_value = [&](const char* flag) -> std::string {
+      if (i + 1 >= argc) config_error(std::string(flag) + ": missing value");
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--print-config") {
+      std::fwrite(conduit::ops::default_config_toml().data(), 1, conduit::ops::default_config_toml().size(), stdout);
+      return 0;
+    } else if (arg == "--config") {
+      sources.file = need_value("--config");
+    } else if (arg == "--listen") {
+      sources.overrides.emplace_back("server.listen", need_value("--listen"));
+    } else if (arg == "--mode") {
+      sources.overrides.emplace_back("server.mode", need_value("--mode"));
+    } else if (arg == "--set") {
+      std::string kv = need_value("--set");
+      auto eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) config_error("--set: expected KEY=VALUE, got '" + kv + "'");
+      sources.overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    } else {
+      config_error("unknown argument '" + arg + "' (see --help)");
+    }
+  }
+
+  conduit::ops::DaemonConfig cfg;
+  try {
+    cfg = conduit::ops::load_config(sources);
+  } catch (const conduit::ops::ConfigError& e) {
+    config_error(e.what());
+  }
+  conduit::ops::setup_logging(cfg.log_level, cfg.log_format);
+
+  // Signals are taken by a dedicated thread with sigwait; block them
+  // everywhere else (the loop threads inherit this mask).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<conduit::Server> server;
+  conduit::Server* srv = nullptr;
+  conduit::ServerHandlers handlers;
+  if (cfg.mode == conduit::ops::ServerMode::Echo) {
+    handlers.on_message = [](conduit::Session& s, std::string_view data, conduit::MessageType type) {
+      s.send(data, type);
+    };
+  } else {
+    handlers.on_message = [&srv](conduit::Session&, std::string_view data, conduit::MessageType type) {
+      srv->broadcast(data, type);
+    };
+  }
+  try {
+    server = std::make_unique<conduit::Server>(cfg.server, std::move(handlers));
+  } catch (const std::exception& e) {
+    config_error(e.what());  // TLS certificate/key problems name their key
+  }
+  srv = server.get();
+  try {
+    server->start();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "conduitd: %s\n", e.what());
+    return 1;
+  }
+  std::string host = cfg.server.host.find(':') != std::string::npos ? "[" + cfg.server.host + "]" : cfg.server.host;
+  std::printf("listening on %s:%u\n", host.c_str(), static_cast<unsigned>(server->port()));
+  std::fflush(stdout);
+
+  std::thread([srv, signals] {
+    int count = 0;
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (++count == 1) {
+        std::fprintf(stderr, "conduitd: %s received, shutting down (again to exit at once)\n",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        srv->stop();
+      } else {
+        std::fprintf(stderr, "conduitd: second signal, exiting now\n");
+        std::_Exit(130);
+      }
+    }
+  }).detach();
+
+  server->wait();
+  std::fflush(stderr);
+  // Loop threads are joined; skip global destructors racing the signal thread.
+  std::_Exit(0);
+}

@@ -1,0 +1,459 @@
+#include "server/server_core.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+#include <cstring>
+#include <system_error>
+
+#include "server/tls.hpp"
+#include "wire/frame.hpp"
+
+namespace conduit::net {
+thread_local EventLoop* EventLoop::current_ = nullptr;
+}
+
+namespace conduit::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr std::size_t kBatchBufferBytes = 64 * 1024;
+
+wire::DeflateConfig deflate_from(const CompressionOptions& c) {
+  wire::DeflateConfig d;
+  d.enabled = c.enabled;
+  d.server_no_context_takeover = c.server_no_context_takeover;
+  d.client_no_context_takeover = c.client_no_context_takeover;
+  d.server_max_window_bits = c.server_max_window_bits;
+  d.client_max_window_bits = c.client_max_window_bits;
+  d.level = c.level;
+  d.min_compress_bytes = c.min_compress_bytes;
+  return d;
+}
+
+// Walks the frames of a run we framed ourselves (unmasked, FIN, no RSV).
+template <class Fn>
+void for_each_frame(const std::uint8_t* p, std::size_t len, Fn&& fn) {
+  std::size_t off = 0;
+  while (off + 2 <= len) {
+    std::uint8_t op = p[off] & 0x0F;
+    std::uint64_t plen = p[off + 1] & 0x7F;
+    std::size_t h = 2;
+    if (plen == 126) {
+      plen = (std::uint64_t(p[off + 2]) << 8) | p[off + 3];
+      h = 4;
+    } else if (plen == 127) {
+      plen = 0;
+      for (int i = 0; i < 8; ++i) plen = (plen << 8) | p[off + 2 + i];
+      h = 10;
+    }
+    fn(static_cast<wire::Opcode>(op), std::string_view(reinterpret_cast<const char*>(p + off + h), plen));
+    off += h + plen;
+  }
+}
+}  // namespace
+
+// ---------------------------------------------------------------- Loop
+
+void Loop::add(Connection* c) noexcept {
+  c->prev_ = nullptr;
+  c->next_ = head_;
+  if (head_) head_->prev_ = c;
+  head_ = c;
+  ++count_;
+}
+
+void Loop::remove(Connection* c) noexcept {
+  if (c->prev_) {
+    c->prev_->next_ = c->next_;
+  } else if (head_ == c) {
+    head_ = c->next_;
+  } else {
+    return;  // not linked
+  }
+  if (c->next_) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  --count_;
+}
+
+void Loop::push_dirty(std::shared_ptr<Connection> c) { dirty_.push_back(std::move(c)); }
+
+void Loop::schedule_flush() {
+  if (flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(io(), [this] { flush_dirty(); });
+}
+
+void Loop::flush_dirty() {
+  flush_posted_ = false;
+  // Broadcast runs for other loops: one post per destination per flush.
+  if (!outbox_.empty()) {
+    for (std::size_t i = 0; i < outbox_.size(); ++i) {
+      if (outbox_[i].empty()) continue;
+      Loop* dest = core_.loops_[i].get();
+      asio::post(dest->io(), [dest, runs = std::move(outbox_[i])] {
+        dest->in_batch = true;
+        for (const BroadcastRun& r : runs) {
+          dest->deliver_run(r.buf, r.begin, r.end, r.messages);
+          r.buf->release();
+        }
+        dest->in_batch = false;
+        dest->flush_dirty();
+      });
+      outbox_[i].clear();
+    }
+  }
+  while (!dirty_.empty()) {
+    flushing_.swap(dirty_);
+    for (auto& c : flushing_) {
+      if (c->dirty()) c->flush();
+    }
+    flushing_.clear();
+  }
+}
+
+void Loop::deliver_run(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::uint32_t messages) {
+  for (Connection* c = head_; c;) {
+    Connection* next = c->next_;  // delivery may close c (slow consumer) but never unlinks it here
+    if (c->state() == Connection::State::Open) {
+      if (c->compressed()) {
+        for_each_frame(buf->data() + begin, end - begin, [c](wire::Opcode op, std::string_view payload) {
+          c->deliver_message(payload, op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary);
+        });
+      } else {
+        c->deliver_shared(buf, begin, end, messages);
+      }
+    }
+    c = next;
+  }
+}
+
+void Loop::broadcast_local(std::string_view data, MessageType type) {
+  // Frame once into the loop's batch buffer; every subscriber's queue gets a
+  // reference to the same bytes (and extends its tail node when this frame
+  // directly follows the previous one).
+  std::uint8_t header[wire::max_header_size];
+  std::size_t hlen = wire::write_header(header, type == MessageType::Text ? wire::Opcode::Text : wire::Opcode::Binary,
+                                        true, false, data.size(), nullptr);
+  std::size_t total = hlen + data.size();
+  if (!batch_ || batch_->room() < total) {
+    if (batch_) batch_->release();
+    batch_ = net::FrameBuffer::create(total > kBatchBufferBytes ? total : kBatchBufferBytes);
+  }
+  std::uint32_t begin = batch_->size;
+  std::memcpy(batch_->data() + begin, header, hlen);
+  std::memcpy(batch_->data() + begin + hlen, data.data(), data.size());
+  batch_->size += static_cast<std::uint32_t>(total);
+  std::uint32_t end = batch_->size;
+  deliver_run(batch_, begin, end, 1);
+  if (core_.loops_.size() > 1) {
+    if (outbox_.size() != core_.loops_.size()) outbox_.resize(core_.loops_.size());
+    for (std::size_t i = 0; i < outbox_.size(); ++i) {
+      if (i == index()) continue;
+      auto& box = outbox_[i];
+      if (!box.empty() && box.back().buf == batch_ && box.back().end == begin) {
+        box.back().end = end;
+        ++box.back().messages;
+      } else {
+        batch_->add_ref();
+        box.push_back({batch_, begin, end, 1});
+      }
+    }
+  }
+  if (!in_batch) schedule_flush();
+}
+
+void Loop::start_sweep() {
+  sweep_timer().expires_after(std::chrono::milliseconds(core_.sweep_interval_ms()));
+  sweep_timer().async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    refresh_clock();
+    std::int64_t now = now_ms();
+    in_batch = true;
+    for (Connection* c = head_; c;) {
+      Connection* next = c->next_;
+      auto keep = c->shared();  // sweep may finish (and unlink) c
+      c->sweep(now);
+      c = next;
+    }
+    in_batch = false;
+    flush_dirty();
+    core_.check_drained();
+    if (!core_.stopped_.load()) start_sweep();
+  });
+}
+
+// ---------------------------------------------------------------- ServerCore
+
+ServerCore::ServerCore(ServerOptions options, ServerHandlers handlers)
+    : options_(std::move(options)),
+      handlers_(std::move(handlers)),
+      policy_(options_),
+      deflate_(deflate_from(options_.compression)) {
+  if (!options_.tls.cert_file.empty() || !options_.tls.key_file.empty()) {
+    if (options_.tls.cert_file.empty() || options_.tls.key_file.empty()) {
+      throw std::runtime_error("tls.cert and tls.key must be set together");
+    }
+    tls_ = std::make_unique<TlsContext>(options_.tls);
+  }
+  // Sweep often enough that every deadline is honoured within a quarter of
+  // its length, but not more than every 5 ms nor less than once a second.
+  std::int64_t shortest = options_.handshake_timeout.count();
+  auto consider = [&](std::int64_t v) {
+    if (v > 0 && v < shortest) shortest = v;
+  };
+  consider(options_.close_timeout.count());
+  consider(options_.heartbeat.ping_interval.count());
+  consider(options_.heartbeat.pong_timeout.count());
+  sweep_ms_ = std::clamp<std::int64_t>(shortest / 4, 5, 1000);
+}
+
+ServerCore::~ServerCore() {
+  abort();
+  wait();
+  for (auto& l : loops_) {
+    if (l->batch_) l->batch_->release();
+    for (auto& box : l->outbox_) {
+      for (auto& r : box) r.buf->release();
+    }
+  }
+}
+
+void ServerCore::start() {
+  if (started_.exchange(true)) return;
+  unsigned n = options_.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : options_.threads;
+  for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this, i));
+  Loop& first = *loops_[0];
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(options_.host, ec);
+  if (ec) throw std::system_error(ec, "server.listen: bad address '" + options_.host + "'");
+  tcp::endpoint ep(addr, options_.port);
+  acceptor_.emplace(first.io());
+  acceptor_->open(ep.protocol());
+  acceptor_->set_option(tcp::acceptor::reuse_address(true));
+  if (ep.address().is_v6()) acceptor_->set_option(asio::ip::v6_only(true), ec);
+  acceptor_->bind(ep, ec);
+  if (ec) throw std::system_error(ec, "server.listen: cannot bind " + options_.host + ":" + std::to_string(options_.port));
+  acceptor_->listen(options_.backlog, ec);
+  if (ec) throw std::system_error(ec, "server.listen: cannot listen");
+  acceptor_->non_blocking(true, ec);
+  port_ = acceptor_->local_endpoint().port();
+  grace_timer_.emplace(first.io());
+  accept_retry_timer_.emplace(first.io());
+  accept_next();
+  for (auto& l : loops_) {
+    Loop* loop = l.get();
+    asio::post(loop->io(), [loop] { loop->start_sweep(); });
+    loop->thread() = std::thread([loop] { loop->run(); });
+  }
+}
+
+void ServerCore::accept_next() {
+  if (stopped_.load()) return;
+  Loop& target = *loops_[next_loop_];
+  next_loop_ = (next_loop_ + 1) % loops_.size();
+  acceptor_->async_accept(target.io(), [this, &target](const boost::system::error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || stopped_.load()) return;
+    if (ec) {
+      // EMFILE/ENFILE and friends: back off briefly instead of spinning.
+      spdlog::error("event=accept_error reason=\"{}\"", ec.message());
+      loops_[0]->counters().errors[static_cast<std::size_t>(ops::ErrorKind::ConnectionReset)].inc();
+      accept_retry_timer_->expires_after(std::chrono::milliseconds(100));
+      accept_retry_timer_->async_wait([this](const boost::system::error_code& e) {
+        if (!e) accept_next();
+      });
+      return;
+    }
+    boost::system::error_code rec;
+    auto remote = socket.remote_endpoint(rec);
+    std::string ip = rec ? "?" : remote.address().to_string();
+    std::string address = rec ? "?" : (remote.address().is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(remote.port());
+    live_.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+    asio::post(target.io(), [this, &target, s = std::move(socket), id, ip = std::move(ip),
+                             address = std::move(address)]() mutable {
+      auto conn = std::make_shared<Connection>(*this, target, std::move(s), id, std::move(ip), std::move(address));
+      conn->start();
+    });
+    accept_next();
+  });
+}
+
+ops::HandshakeFailure ServerCore::try_admit(const std::string& ip, bool& ok) {
+  ok = false;
+  std::size_t cur = open_.load(std::memory_order_relaxed);
+  if (options_.max_connections > 0 && cur >= options_.max_connections) return ops::HandshakeFailure::OverCapacity;
+  if (options_.max_connections_per_ip > 0) {
+    std::lock_guard lock(ip_mu_);
+    auto& n = per_ip_[ip];
+    if (n >= options_.max_connections_per_ip) return ops::HandshakeFailure::PerIpCapacity;
+    ++n;
+  }
+  open_.fetch_add(1, std::memory_order_relaxed);
+  ok = true;
+  return ops::HandshakeFailure::Count;
+}
+
+void ServerCore::release_admission(const std::string& ip) {
+  open_.fetch_sub(1, std::memory_order_relaxed);
+  if (options_.max_connections_per_ip > 0) {
+    std::lock_guard lock(ip_mu_);
+    auto it = per_ip_.find(ip);
+    if (it != per_ip_.end() && --it->second == 0) per_ip_.erase(it);
+  }
+}
+
+void ServerCore::on_connection_finished() {
+  live_.fetch_sub(1, std::memory_order_relaxed);
+  if (draining()) check_drained();
+}
+
+void ServerCore::check_drained() {
+  if (!draining() || stopped_.load()) return;
+  if (live_.load() != 0) return;
+  // Every connection has finished: stop the loops (from any loop thread).
+  if (stopped_.exchange(true)) return;
+  for (auto& l : loops_) {
+    Loop* loop = l.get();
+    asio::post(loop->io(), [loop, this] {
+      boost::system::error_code ec;
+      loop->sweep_timer().cancel();
+      if (loop->index() == 0) {
+        if (acceptor_) acceptor_->close(ec);
+        grace_timer_->cancel();
+        accept_retry_timer_->cancel();
+      }
+      loop->io().stop();
+    });
+  }
+}
+
+void ServerCore::stop() {
+  if (!started_.load() || draining_.exchange(true)) return;
+  spdlog::info("event=shutdown_started open_connections={} grace_ms={}", open_count(),
+               options_.shutdown_grace.count());
+  // New upgrade attempts keep being accepted and are answered 503 while we drain.
+  for (auto& l : loops_) {
+    Loop* loop = l.get();
+    asio::post(loop->io(), [loop] {
+      loop->in_batch = true;
+      for (Connection* c = loop->first(); c;) {
+        Connection* next = c->next_;
+        c->go_away();
+        c = next;
+      }
+      loop->in_batch = false;
+      loop->flush_dirty();
+    });
+  }
+  Loop* first = loops_[0].get();
+  asio::post(first->io(), [this] {
+    grace_timer_->expires_after(options_.shutdown_grace);
+    grace_timer_->async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      spdlog::warn("event=shutdown_grace_expired remaining={}", live_.load());
+      abort();
+    });
+    check_drained();
+  });
+}
+
+void ServerCore::abort() {
+  if (!started_.load() || stopped_.exchange(true)) return;
+  draining_.store(true);
+  for (auto& l : loops_) {
+    Loop* loop = l.get();
+    asio::post(loop->io(), [this, loop] {
+      for (Connection* c = loop->first(); c;) {
+        Connection* next = c->next_;
+        auto keep = c->shared();
+        c->abort_connection();
+        c = next;
+      }
+      boost::system::error_code ec;
+      loop->sweep_timer().cancel();
+      if (loop->index() == 0) {
+        if (acceptor_) acceptor_->close(ec);
+        grace_timer_->cancel();
+        accept_retry_timer_->cancel();
+      }
+      loop->io().stop();
+    });
+  }
+}
+
+void ServerCore::wait() {
+  for (auto& l : loops_) {
+    if (l->thread().joinable()) {
+      if (l->thread().get_id() == std::this_thread::get_id()) continue;
+      l->thread().join();
+    }
+  }
+}
+
+void ServerCore::broadcast(std::string_view data, MessageType type) {
+  net::EventLoop* cur = net::EventLoop::current();
+  for (auto& l : loops_) {
+    if (l.get() == cur) {
+      l->broadcast_local(data, type);
+      return;
+    }
+  }
+  // From a thread that is not one of our loops: frame once, post once per loop.
+  std::uint8_t header[wire::max_header_size];
+  std::size_t hlen = wire::write_header(header, type == MessageType::Text ? wire::Opcode::Text : wire::Opcode::Binary,
+                                        true, false, data.size(), nullptr);
+  net::FrameBuffer* buf = net::FrameBuffer::create(hlen + data.size());
+  std::memcpy(buf->data(), header, hlen);
+  std::memcpy(buf->data() + hlen, data.data(), data.size());
+  buf->size = static_cast<std::uint32_t>(hlen + data.size());
+  for (auto& l : loops_) {
+    Loop* loop = l.get();
+    buf->add_ref();
+    asio::post(loop->io(), [loop, buf] {
+      loop->in_batch = true;
+      loop->deliver_run(buf, 0, buf->size, 1);
+      loop->in_batch = false;
+      loop->flush_dirty();
+      buf->release();
+    });
+  }
+  buf->release();
+}
+
+std::string ServerCore::metrics_text() const {
+  std::vector<const ops::ServerCounters*> all;
+  for (const auto& l : loops_) all.push_back(&l->counters());
+  return ops::render_metrics(all);
+}
+
+}  // namespace conduit::server
+
+// ---------------------------------------------------------------- Server
+
+namespace conduit {
+
+struct Server::Impl {
+  Impl(ServerOptions o, ServerHandlers h) : core(std::move(o), std::move(h)) {}
+  server::ServerCore core;
+};
+
+Server::Server(ServerOptions options, ServerHandlers handlers)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handlers))) {}
+Server::~Server() = default;
+void Server::start() { impl_->core.start(); }
+void Server::stop() { impl_->core.stop(); }
+void Server::abort() { impl_->core.abort(); }
+void Server::wait() { impl_->core.wait(); }
+std::uint16_t Server::port() const noexcept { return impl_->core.port(); }
+bool Server::draining() const noexcept { return impl_->core.draining(); }
+std::size_t Server::connection_count() const noexcept { return impl_->core.open_count(); }
+void Server::broadcast(std::string_view data, MessageType type) { impl_->core.broadcast(data, type); }
+std::string Server::metrics_text() const { return impl_->core.metrics_text(); }
+
+}  // namespace conduit
