@@ -350,7 +350,8 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
     const Opcode op = static_cast<Opcode>(message_op_);
     const bool compressed = message_compressed_;
     message_op_ = 0;
-    h.on_message(op, message_.data(), message_.size(), compressed);
+    // An empty vector may have a null data(); hand out a valid pointer anyway.
+    h.on_message(op, message_.empty() ? p : message_.data(), message_.size(), compressed);
     std::vector<std::uint8_t>().swap(message_);
   }
 }
