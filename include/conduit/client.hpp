@@ -171,6 +171,10 @@ class Client {
   std::error_code send(std::string_view data, MessageType type = MessageType::Text);
 
   // Normal close by the application: close handshake with code, no reconnect.
+  // Messages already accepted by send() go out before the close frame. During a
+  // connect attempt the attempt is allowed to finish (bounded by connect_timeout
+  // and handshake_timeout) so that queued messages are delivered; while waiting
+  // to reconnect the client is Closed at once and the offline queue dropped.
   void close(std::uint16_t code = 1000, std::string_view reason = {});
 
   // Blocks until the client is Closed for good or timeout passes; true when closed.

@@ -241,7 +241,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> run_loop() {
     std::error_code last_error;
     for (;;) {
-      if (should_stop()) break;
+      // close() during an attempt lets it finish (queued messages then go out
+      // before the close handshake); only destruction stops it here.
+      if (stopping.load()) break;
       emit_state(ClientState::Connecting, attempt.load(), ClientDuration{0}, last_error);
       ClientDuration hint{0};
       auto c = co_await connect_once(hint);
@@ -281,6 +283,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       if (should_stop()) break;
       backoff_timer.expires_after(delay);
       co_await backoff_timer.async_wait(use_tuple);
+      if (should_stop()) break;
     }
     finish();
   }
@@ -339,7 +342,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     auto fail = [&](ClientFailure f) {
       if (!c->failure) {
         c->failure = std::move(f);
-        if (!should_stop()) emit_error(*c->failure);
+        if (!stopping.load()) emit_error(*c->failure);
       }
       c->abort();
       return c;
@@ -350,11 +353,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     // DNS + TCP connect under connect_timeout.
     auto wd = arm_watchdog(c, opt.connect_timeout);
     auto [rec, endpoints] = co_await resolver->async_resolve(url.host, std::to_string(url.port), use_tuple);
-    if (should_stop()) co_return fail(make_failure(ClientError::operation_aborted));
+    if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
     if (wd->expired) co_return fail(make_failure(ClientError::connect_timeout, "resolving " + url.host));
     if (rec) co_return fail(make_failure(ClientError::dns_failure, url.host + ": " + rec.message()));
     auto [cec, endpoint] = co_await asio::async_connect(c->socket(), endpoints, use_tuple);
-    if (should_stop()) co_return fail(make_failure(ClientError::operation_aborted));
+    if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
     if (wd->expired) {
       co_return fail(make_failure(ClientError::connect_timeout,
                                   url.host + ":" + std::to_string(url.port) + " after " +
@@ -384,7 +387,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         c->tls->set_verify_callback(ssl::host_name_verification(url.host));
       }
       auto [hec] = co_await c->tls->async_handshake(ssl::stream_base::client, use_tuple);
-      if (should_stop()) co_return fail(make_failure(ClientError::operation_aborted));
+      if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
       if (wd->expired) co_return timed_out();
       if (hec) {
         std::string detail = hec.message();
@@ -405,7 +408,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         wire::make_client_request(url.host_header, url.target, key, opt.subprotocols, {}, extra);
     auto [wec, wn] = co_await c->write(asio::buffer(request));
     (void)wn;
-    if (should_stop()) co_return fail(make_failure(ClientError::operation_aborted));
+    if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
     if (wd->expired) co_return timed_out();
     if (wec) co_return fail(make_failure(classify_transport_error(wec), "sending the upgrade request: " + wec.message()));
 
@@ -415,7 +418,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     auto [hrec, hn] = c->tls ? co_await http::async_read_header(*c->tls, buffer, response_parser, use_tuple)
                              : co_await http::async_read_header(c->plain, buffer, response_parser, use_tuple);
     (void)hn;
-    if (should_stop()) co_return fail(make_failure(ClientError::operation_aborted));
+    if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
     if (wd->expired) co_return timed_out();
     if (hrec) {
       if (hrec.category() == http::make_error_code(http::error::bad_version).category()) {  // malformed HTTP
@@ -759,15 +762,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text, std::move(o.payload)});
   }
 
+  // A connect attempt in progress is left to finish (bounded by its timeouts):
+  // run_open() then flushes the offline queue and starts the close handshake.
   void on_app_close() {
     backoff_timer.cancel();
-    if (!conn) return;
-    if (conn->opened && !conn->done) {
-      start_close(conn, app_close_code_copy(), app_close_reason_copy());
-    } else if (!conn->opened) {
-      if (resolver) resolver->cancel();
-      conn->abort();
-    }
+    if (conn && conn->opened && !conn->done) start_close(conn, app_close_code_copy(), app_close_reason_copy());
   }
 
   void on_abort() {
@@ -889,8 +888,6 @@ void Client::close(std::uint16_t code, std::string_view reason) {
     impl_->app_closed = true;
     impl_->app_close_code = code;
     impl_->app_close_reason = std::string(reason);
-    impl_->offline.clear();
-    impl_->offline_bytes = 0;
   }
   asio::post(impl_->strand, [impl = impl_] { impl->on_app_close(); });
 }

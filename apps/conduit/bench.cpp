@@ -1,0 +1,138 @@
+// `conduit bench` and `conduit bench fanout`: front ends of the load generator
+// engine (include/conduit/load.hpp), with a progress line on stderr.
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include "cli_common.hpp"
+#include "conduit/load.hpp"
+
+namespace conduit::cli {
+
+namespace {
+
+std::atomic<bool> cancel_requested{false};
+
+void on_interrupt(int) { cancel_requested.store(true); }
+
+void print_progress(const load::Progress& p) {
+  std::fprintf(stderr, "\r[%6.1fs] %s %u connections, %llu messages, %.0f msg/s, %llu errors   ", p.elapsed_seconds,
+               p.measuring ? "measuring" : "setup    ", p.connections, static_cast<unsigned long long>(p.messages),
+               p.recent_rate, static_cast<unsigned long long>(p.errors));
+}
+
+struct BenchFlags {
+  std::string url = "ws://127.0.0.1:8080/";
+  unsigned threads = 1;
+  int server_pid = 0;
+  bool json = false;
+  // echo
+  unsigned connections = 100;
+  std::size_t size = 20;
+  std::string duration = "5s";
+  std::string warmup = "0s";
+  double rate = 0;
+  unsigned pipeline = 1;
+  bool text = false;
+  // fanout
+  unsigned subscribers = 1000;
+  unsigned window = 32;
+  std::uint64_t messages = 1000;
+  std::size_t fanout_size = 64;
+  std::string fanout_timeout = "120s";
+};
+
+}  // namespace
+
+std::function<int()> add_bench_commands(CLI::App& app) {
+  auto flags = std::make_shared<BenchFlags>();
+  CLI::App* bench = app.add_subcommand(
+      "bench",
+      "Load-test an echo server: each connection keeps --pipeline messages in flight (or --rate messages/s in "
+      "total); reports msg/s and latency p50/p90/p99/max.");
+  bench->add_option("URL", flags->url, "ws:// URL of an echo server (default ws://127.0.0.1:8080/)");
+  bench->add_option("--connections", flags->connections, "connections (default 100)");
+  bench->add_option("--size", flags->size, "payload bytes per message (default 20)");
+  bench->add_option("--duration", flags->duration, "measured window (default 5s)");
+  bench->add_option("--warmup", flags->warmup, "unmeasured run before the window (default 0s)");
+  bench->add_option("--rate", flags->rate, "messages per second over all connections; 0 = unlimited (default)");
+  bench->add_option("--pipeline", flags->pipeline, "messages in flight per connection (default 1)");
+  bench->add_flag("--text", flags->text, "text messages instead of binary");
+  bench->add_option("--threads", flags->threads, "load generator threads (default 1)");
+  bench->add_option("--server-pid", flags->server_pid, "report this process's CPU seconds and msg per CPU-second");
+  bench->add_flag("--json", flags->json, "print the report as one JSON object");
+  bench->footer(exit_codes_help);
+
+  CLI::App* fanout = bench->add_subcommand(
+      "fanout",
+      "Load-test a broadcast server: N subscribers and one publisher keeping a window of W messages; checks every "
+      "subscriber got every message in order; reports deliveries/s and delivery latency.");
+  fanout->add_option("URL", flags->url, "ws:// URL of a broadcast server (default ws://127.0.0.1:8080/)");
+  fanout->add_option("--subscribers", flags->subscribers, "subscriber connections (default 1000)");
+  fanout->add_option("--window", flags->window, "messages the publisher may be ahead; 0 = no wait (default 32)");
+  fanout->add_option("--size", flags->fanout_size, "payload bytes, at least 16 (default 64)");
+  fanout->add_option("--messages", flags->messages, "messages to publish (default 1000)");
+  fanout->add_option("--timeout", flags->fanout_timeout, "give up after this long (default 120s)");
+  fanout->add_option("--threads", flags->threads, "load generator threads (default 1)");
+  fanout->add_option("--server-pid", flags->server_pid, "report this process's CPU seconds and deliveries per CPU-second");
+  fanout->add_flag("--json", flags->json, "print the report as one JSON object");
+
+  return [flags, bench, fanout]() -> int {
+    if (!bench->parsed()) return -1;
+    std::signal(SIGINT, on_interrupt);
+    load::raise_file_limit();
+    const bool tty = isatty(fileno(stderr)) != 0;
+    load::ProgressCallback progress;
+    if (!flags->json || tty) progress = print_progress;
+
+    if (fanout->parsed()) {
+      load::FanoutLoadOptions o;
+      o.url = flags->url;
+      o.threads = flags->threads;
+      o.server_pid = flags->server_pid;
+      o.cancel = &cancel_requested;
+      o.subscribers = flags->subscribers;
+      o.window = flags->window;
+      o.messages = flags->messages;
+      o.size = flags->fanout_size;
+      auto timeout = parse_duration(flags->fanout_timeout);
+      if (!timeout) {
+        std::fprintf(stderr, "conduit: --timeout: bad duration '%s'\n", flags->fanout_timeout.c_str());
+        return exit_code::usage;
+      }
+      o.timeout = *timeout;
+      const load::FanoutLoadReport report = load::run_fanout_load(o, progress);
+      std::fputc('\n', stderr);
+      std::fputs((flags->json ? load::to_json(report) + "\n" : load::format_report(report)).c_str(), stdout);
+      const bool complete = report.error == load::LoadError::None && report.gaps == 0 && report.out_of_order == 0 &&
+                            report.corrupt == 0 && report.protocol_errors == 0;
+      return complete ? exit_code::ok : exit_code::bench_failed;
+    }
+
+    load::EchoLoadOptions o;
+    o.url = flags->url;
+    o.threads = flags->threads;
+    o.server_pid = flags->server_pid;
+    o.cancel = &cancel_requested;
+    o.connections = flags->connections;
+    o.size = flags->size;
+    o.binary = !flags->text;
+    o.pipeline = flags->pipeline;
+    o.rate = flags->rate;
+    auto duration = parse_duration(flags->duration);
+    auto warmup = parse_duration(flags->warmup);
+    if (!duration || !warmup) {
+      std::fprintf(stderr, "conduit: --duration/--warmup: bad duration (use e.g. 500ms, 10s, 1m)\n");
+      return exit_code::usage;
+    }
+    o.duration = *duration;
+    o.warmup = *warmup;
+    const load::EchoLoadReport report = load::run_echo_load(o, progress);
+    std::fputc('\n', stderr);
+    std::fputs((flags->json ? load::to_json(report) + "\n" : load::format_report(report)).c_str(), stdout);
+    const bool clean = report.error == load::LoadError::None && report.mismatches == 0 && report.protocol_errors == 0;
+    return clean ? exit_code::ok : exit_code::bench_failed;
+  };
+}
+
+}  // namespace conduit::cli
