@@ -1,0 +1,188 @@
+// Load generator engine: the measuring half of every Conduit benchmark, used by
+// `conduit-loadgen` (bench/) and `conduit bench` (the CLI).
+//
+// It speaks RFC 6455 with Conduit's own wire code on plain Asio sockets (no
+// Beast websocket::stream): the generator must never be the bottleneck of what
+// it measures. Every scenario runs on `threads` io_contexts (default one, so
+// that pinning the process to one core gives it exactly one core).
+//
+// Scenarios:
+//   echo    N connections each keep `pipeline` messages in flight against an
+//           echo server; every echo is checked byte for byte.
+//   fanout  N subscribers and one publisher on a broadcast server; the
+//           publisher keeps a window of W messages ahead of the slowest
+//           subscriber; every subscriber checks it got every message in order.
+//   idle    K connections opened and held, for memory-per-connection figures.
+//
+// Only ws:// URLs (no TLS): the benchmarks measure the WebSocket engine.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace conduit::load {
+
+using Milliseconds = std::chrono::milliseconds;
+
+enum class LoadError : std::uint8_t {
+  None,
+  BadUrl,           // not ws://host:port/path
+  BadOptions,       // e.g. zero connections, fanout size below 16 bytes
+  ConnectFailed,    // not every connection could be opened (see connect_failures)
+  HandshakeFailed,  // a server answered the upgrade with something else than a valid 101
+  Timeout,          // fanout: not every message arrived within `timeout`
+  ResourceLimit,    // more connections than the process may open (RLIMIT_NOFILE)
+};
+std::string_view to_string(LoadError error);
+
+// What every scenario needs to reach the server.
+struct ConnectOptions {
+  std::string url = "ws://127.0.0.1:8080/";
+  // io_context threads; connections are spread round-robin. Default 1.
+  unsigned threads = 1;
+  // Connections opened concurrently during setup; bounded so that a burst of
+  // SYNs does not overflow the server's listen backlog. Default 256.
+  unsigned connect_concurrency = 256;
+  // Setup (TCP connect + upgrade) of all connections must finish within this. Default 30s.
+  Milliseconds connect_timeout{30000};
+  // When > 0, the CPU time (utime + stime from /proc/PID/stat) this process
+  // uses during the measured window is reported, so results can be expressed
+  // per server-CPU-second. Default 0 (not measured).
+  int server_pid = 0;
+  // When set and it becomes true (e.g. from a signal handler), the run ends
+  // early and reports what it measured so far. Checked every 100 ms.
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct EchoLoadOptions : ConnectOptions {
+  unsigned connections = 100;
+  std::size_t size = 20;  // payload bytes per message
+  bool binary = true;     // false: text messages (ASCII payload)
+  // Messages kept in flight per connection. Default 1 (send, wait for the echo, send again).
+  unsigned pipeline = 1;
+  // Total messages per second over all connections; 0 = closed loop (as fast
+  // as the echoes come back). Sends that cannot go out because every
+  // connection already has `pipeline` messages in flight are counted as `rate_misses`.
+  double rate = 0;
+  Milliseconds warmup{0};       // run but do not count, before the measured window
+  Milliseconds duration{5000};  // measured window
+};
+
+struct FanoutLoadOptions : ConnectOptions {
+  unsigned subscribers = 1000;
+  std::size_t size = 64;  // payload bytes per message; at least 16 (sequence + timestamp)
+  std::uint64_t messages = 1000;
+  // The publisher sends message k only once every subscriber has received
+  // message k - window; 0 = no wait (publish as fast as the socket takes it).
+  unsigned window = 32;
+  // Give up (error Timeout) when the last message has not reached every
+  // subscriber this long after the first was published. Default 120s.
+  Milliseconds timeout{120000};
+};
+
+struct IdleLoadOptions : ConnectOptions {
+  unsigned connections = 10000;
+  // How long to hold the connections once all are open; 0 = until `cancel`.
+  Milliseconds hold{0};
+};
+
+// Latency distribution, in microseconds. Percentiles come from a log-linear
+// histogram with 1/64 relative precision (they are upper bounds of their bucket).
+struct LatencySummary {
+  std::uint64_t count = 0;
+  double mean_us = 0;
+  double p50_us = 0;
+  double p90_us = 0;
+  double p99_us = 0;
+  double p999_us = 0;
+  double max_us = 0;
+};
+
+// Close frames received from the server, by code (1006 = the TCP connection
+// ended without one).
+using CloseCodeCounts = std::map<std::uint16_t, std::uint64_t>;
+
+struct EchoLoadReport {
+  LoadError error = LoadError::None;
+  std::string error_detail;
+  unsigned connections = 0;  // opened and upgraded
+  std::uint64_t connect_failures = 0;
+  double seconds = 0;          // length of the measured window
+  std::uint64_t messages = 0;  // echoes received and verified in the window
+  double messages_per_second = 0;
+  std::uint64_t bytes = 0;            // payload bytes echoed in the window
+  LatencySummary latency;             // send → echo received
+  std::uint64_t mismatches = 0;       // echo differs from what was sent
+  std::uint64_t protocol_errors = 0;  // the server's frames broke RFC 6455
+  std::uint64_t closed_early = 0;     // connections lost before the end
+  std::uint64_t rate_misses = 0;      // rate > 0: sends skipped, every connection busy
+  CloseCodeCounts close_codes;        // closes received before we asked for one
+  double server_cpu_seconds = -1;     // -1 = not measured
+  double messages_per_server_cpu_second = 0;
+};
+
+struct FanoutLoadReport {
+  LoadError error = LoadError::None;
+  std::string error_detail;
+  unsigned subscribers = 0;  // opened and upgraded
+  std::uint64_t connect_failures = 0;
+  std::uint64_t messages_published = 0;
+  std::uint64_t deliveries = 0;  // messages received by subscribers
+  std::uint64_t expected_deliveries = 0;
+  double seconds = 0;  // first publish → last delivery
+  double deliveries_per_second = 0;
+  LatencySummary latency;          // publish → receive, per delivery
+  std::uint64_t gaps = 0;          // messages a subscriber never got (skipped sequence numbers or missing at the end)
+  std::uint64_t out_of_order = 0;  // sequence number lower than one already received
+  std::uint64_t corrupt = 0;       // payload too short or not what was published
+  std::uint64_t protocol_errors = 0;
+  std::uint64_t publisher_echoes = 0;  // the publisher's own copies (broadcast includes the sender)
+  CloseCodeCounts close_codes;         // subscribers closed by the server, by code
+  double server_cpu_seconds = -1;
+  double deliveries_per_server_cpu_second = 0;
+};
+
+struct IdleLoadReport {
+  LoadError error = LoadError::None;
+  std::string error_detail;
+  unsigned connections = 0;
+  std::uint64_t connect_failures = 0;
+  double connect_seconds = 0;   // time to open all of them
+  CloseCodeCounts close_codes;  // closed by the server while held
+};
+
+// Periodic progress (about once a second), called on an engine thread.
+struct Progress {
+  double elapsed_seconds = 0;
+  bool measuring = false;  // false during setup and warmup
+  unsigned connections = 0;
+  std::uint64_t messages = 0;  // echoes, or deliveries for fanout, so far in the window
+  double recent_rate = 0;      // per second over the last interval
+  std::uint64_t errors = 0;
+};
+using ProgressCallback = std::function<void(const Progress&)>;
+
+EchoLoadReport run_echo_load(const EchoLoadOptions& options, const ProgressCallback& progress = {});
+FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const ProgressCallback& progress = {});
+// Calls on_ready once every connection is open (or setup failed), then holds them.
+IdleLoadReport run_idle_load(const IdleLoadOptions& options,
+                             const std::function<void(const IdleLoadReport&)>& on_ready);
+
+// Human-readable multi-line summaries and one-line JSON objects.
+std::string format_report(const EchoLoadReport& report);
+std::string format_report(const FanoutLoadReport& report);
+std::string to_json(const EchoLoadReport& report);
+std::string to_json(const FanoutLoadReport& report);
+std::string to_json(const IdleLoadReport& report);
+
+// Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
+std::uint64_t raise_file_limit();
+// utime + stime of a process in seconds, from /proc/PID/stat; -1 when unreadable.
+double process_cpu_seconds(int pid);
+
+}  // namespace conduit::load
