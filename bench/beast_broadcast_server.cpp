@@ -74,6 +74,12 @@ class BroadcastSession : public std::enable_shared_from_this<BroadcastSession> {
 
  private:
   void on_run() {
+    // The one deviation from Beast's example: TCP_NODELAY, as Conduit sets it.
+    // Without it Beast's default auto-fragmentation (4 KiB frames, one send
+    // each) meets Nagle + delayed ACK and every 16 KiB echo stalls ~40 ms,
+    // which would measure the kernel's timers, not Beast.
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ignored);
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.read_message_max(max_message_bytes);
     ws_.binary(true);  // the relay forwards bytes; the load generator sends binary
@@ -87,9 +93,7 @@ class BroadcastSession : public std::enable_shared_from_this<BroadcastSession> {
     do_read();
   }
 
-  void do_read() {
-    ws_.async_read(buffer_, beast::bind_front_handler(&BroadcastSession::on_read, shared_from_this()));
-  }
+  void do_read() { ws_.async_read(buffer_, beast::bind_front_handler(&BroadcastSession::on_read, shared_from_this())); }
 
   void on_read(beast::error_code ec, std::size_t /*bytes*/) {
     if (ec) return;
@@ -148,8 +152,7 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void do_accept() {
-    acceptor_.async_accept(net::make_strand(ioc_),
-                           beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
+    acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
   }
 
   void on_accept(beast::error_code ec, tcp::socket socket) {

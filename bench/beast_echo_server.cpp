@@ -42,6 +42,12 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
 
  private:
   void on_run() {
+    // The one deviation from Beast's example: TCP_NODELAY, as Conduit sets it.
+    // Without it Beast's default auto-fragmentation (4 KiB frames, one send
+    // each) meets Nagle + delayed ACK and every 16 KiB echo stalls ~40 ms,
+    // which would measure the kernel's timers, not Beast.
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ignored);
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "beast-echo-baseline"); }));
