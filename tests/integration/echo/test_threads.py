@@ -16,8 +16,10 @@ class TwoThreads(unittest.TestCase):
     def setUpClass(cls):
         cls.server = Conduitd(mode="echo", sets={
             "server.threads": 2,
+            # Short interval so every loop's heartbeat shows within the test; a long pong
+            # timeout so that 32 busy asyncio clients on a loaded machine (or TSan) answer in time.
             "heartbeat.ping_interval": "200ms",
-            "heartbeat.pong_timeout": "300ms",
+            "heartbeat.pong_timeout": "5s",
         }).start()
 
     @classmethod
