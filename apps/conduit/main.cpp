@@ -313,6 +313,8 @@ int main(int argc, char** argv) {
   CLI::App app{"conduit: WebSocket client, one-shot sender and load generator"};
   app.footer(exit_codes_help);
   app.require_subcommand(1);
+  // A flag given twice takes its last value, as in most CLIs (wrappers append overrides).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   ConnectionFlags connect_flags;
   bool echo = false;

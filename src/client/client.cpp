@@ -170,6 +170,8 @@ struct Conn {
   bool got_close = false;
   bool by_server = false;  // the server's close came first
   bool parser_stopped = false;
+  bool close_written = false;  // our close frame reached the socket
+  bool half_closed = false;
   std::uint16_t close_code = close_code::abnormal;
   std::string close_reason;
   std::uint64_t reads = 0;  // liveness for the heartbeat: any bytes received
@@ -637,6 +639,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       std::string input = std::move(c->pending_input);
       if (!c->parser.consume(reinterpret_cast<std::uint8_t*>(input.data()), input.size(), events)) {
         c->parser_stopped = true;
+        maybe_half_close(*c);
         co_return;
       }
     }
@@ -657,6 +660,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       ++c->reads;
       if (!c->parser.consume(read_buf.data(), n, events)) {
         c->parser_stopped = true;
+        maybe_half_close(*c);
         co_return;
       }
     }
@@ -700,8 +704,22 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         c->abort();
         co_return;
       }
-      if (close_written) co_return;
+      if (close_written) {
+        c->close_written = true;
+        maybe_half_close(*c);
+        co_return;
+      }
     }
+  }
+
+  // Once both close frames are exchanged (or we failed the connection), send
+  // our FIN. RFC 6455 §7.1.1 lets the server close TCP first, but peers that
+  // wait for the client's EOF would otherwise stall for close_timeout.
+  static void maybe_half_close(Conn& c) {
+    if (c.half_closed || !c.close_written || !(c.got_close || c.parser.failed())) return;
+    c.half_closed = true;
+    boost::system::error_code ignored;
+    c.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   static asio::awaitable<void> heartbeat(std::shared_ptr<Impl> self, std::shared_ptr<Conn> c) {
