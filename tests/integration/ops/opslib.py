@@ -368,3 +368,126 @@ def log_events(text):
             fields[m.group(1)] = m.group(3) if m.group(3) is not None else m.group(2)
         out.append(fields)
     return out
+
+
+# ---- fast asyncio client (Protocol based: no per-frame buffer memmove) ---------
+
+
+class FastWS(asyncio.Protocol):
+    """Client connection on a raw asyncio Protocol, for many connections and many messages per process.
+
+    Parses frames in place from one buffer (compacted lazily), answers pings, and calls
+    on_data(ws, opcode, payload_memoryview) for each data frame and on_close(ws, code, reason) once
+    when a close frame arrives or TCP ends (code None then)."""
+
+    def __init__(self, path="/", headers=None, on_data=None, on_close=None):
+        self.path, self.headers = path, headers or {}
+        self.on_data, self.on_close = on_data, on_close
+        self.buf = bytearray()
+        self.pos = 0
+        self.open = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.transport = None
+        self.key = None
+        self.status = None
+        self.response_headers = {}
+        self.close_code = None
+        self.close_reason = None
+
+    @classmethod
+    async def connect(cls, port, **kw):
+        loop = asyncio.get_running_loop()
+        _, ws = await loop.create_connection(lambda: cls(**kw), "127.0.0.1", port)
+        await ws.open
+        return ws
+
+    def connection_made(self, transport):
+        self.transport = transport
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        req, self.key = upgrade_request(self.path, extra=extra)
+        transport.write(req)
+
+    def data_received(self, data):
+        self.buf += data
+        if not self.open.done():
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status, hdrs = parse_head(bytes(self.buf[:end]))
+            self.status, self.response_headers = status, hdrs
+            del self.buf[:end + 4]
+            if status != 101:
+                self.open.set_exception(AssertionError(f"expected 101, got {status}"))
+                self.transport.close()
+                return
+            if hdrs.get("sec-websocket-accept") != accept_for(self.key):
+                self.open.set_exception(AssertionError("wrong Sec-WebSocket-Accept"))
+                self.transport.close()
+                return
+            self.open.set_result(self)
+        buf, pos, n_buf = self.buf, self.pos, len(self.buf)
+        mv = memoryview(buf)
+        try:
+            while n_buf - pos >= 2:
+                b0, b1 = buf[pos], buf[pos + 1]
+                n = b1 & 0x7F
+                h = 2
+                if n == 126:
+                    if n_buf - pos < 4:
+                        break
+                    n = (buf[pos + 2] << 8) | buf[pos + 3]
+                    h = 4
+                elif n == 127:
+                    if n_buf - pos < 10:
+                        break
+                    n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                    h = 10
+                if n_buf - pos < h + n:
+                    break
+                op = b0 & 0x0F
+                payload = mv[pos + h:pos + h + n]
+                pos += h + n
+                if op == OP_PING:
+                    self.transport.write(encode_frame(OP_PONG, bytes(payload)))
+                elif op == OP_CLOSE:
+                    p = bytes(payload)
+                    self._closed(struct.unpack("!H", p[:2])[0] if len(p) >= 2 else 1005, p[2:].decode("utf-8", "replace"))
+                elif op in (OP_TEXT, OP_BINARY) and self.on_data:
+                    self.on_data(self, op, payload)
+            payload = None
+        finally:
+            mv.release()
+        if pos == n_buf:
+            self.buf.clear()
+            self.pos = 0
+        elif pos > 1 << 20:
+            del self.buf[:pos]
+            self.pos = 0
+        else:
+            self.pos = pos
+
+    def _closed(self, code, reason):
+        if self.close_code is None and not self.closed.done():
+            self.close_code, self.close_reason = code, reason
+            if self.on_close:
+                self.on_close(self, code, reason)
+            self.closed.set_result((code, reason))
+
+    def connection_lost(self, exc):
+        if not self.open.done():
+            self.open.set_exception(EOF(f"connection lost during handshake: {exc!r}"))
+        if not self.closed.done():
+            if self.on_close:
+                self.on_close(self, None, "EOF without close frame")
+            self.closed.set_result((None, "EOF without close frame"))
+
+    def send(self, opcode, payload):
+        self.transport.write(encode_frame(opcode, payload))
+
+    def send_close(self, code=1000):
+        if not self.transport.is_closing():
+            self.transport.write(encode_frame(OP_CLOSE, close_payload(code)))
+
+    def abort(self):
+        if self.transport:
+            self.transport.abort()
