@@ -18,7 +18,7 @@ endfunction()
 
 conduit_ops_test(admission      test_admission.py      120 interop)
 conduit_ops_test(slow_consumer  test_slow_consumer.py  180 slow)
-#conduit_ops_test(shutdown       test_shutdown.py       180 slow)
+conduit_ops_test(shutdown       test_shutdown.py       180 slow)
 #conduit_ops_test(metrics_logs   test_metrics_logs.py   120)
 #conduit_ops_test(tls            test_tls.py            120 interop)
 #conduit_ops_test(fanout         test_fanout.py         180 slow)
