@@ -1,0 +1,238 @@
+"""Metrics (issue 3 item 4) and logs (item 5).
+
+/metrics parses as Prometheus text and its counters move as expected after known actions (handshake
+failure reasons, closes by code, messages and bytes, pings with a short heartbeat, pong timeouts).
+Logs: one open and one close line per connection with the issue's fields, one line per refused
+handshake, nothing per message at info; log.format=json is one JSON object per line."""
+
+import asyncio
+import json
+import time
+import unittest
+
+import websockets
+
+import opslib
+from opslib import (EOF, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, Conduitd, RawWS, close_payload, http_request,
+                    log_events, scrape, upgrade_status, wait_metric)
+
+REQUIRED = {
+    "conduit_connections_active": "gauge",
+    "conduit_connections_total": "counter",
+    "conduit_handshake_failures_total": "counter",
+    "conduit_messages_received_total": "counter",
+    "conduit_messages_sent_total": "counter",
+    "conduit_bytes_received_total": "counter",
+    "conduit_bytes_sent_total": "counter",
+    "conduit_closes_total": "counter",
+    "conduit_send_queue_overflows_total": "counter",
+    "conduit_messages_dropped_total": "counter",
+    "conduit_pings_sent_total": "counter",
+    "conduit_pong_timeouts_total": "counter",
+    "conduit_errors_total": "counter",
+}
+
+
+def family_type(m, name):
+    # prometheus-cpp declares counters by family name without the _total suffix or with it; accept either.
+    return m.types.get(name) or m.types.get(name[:-len("_total")] if name.endswith("_total") else name)
+
+
+class Metrics(unittest.TestCase):
+    def setUp(self):
+        self.server = Conduitd(mode="echo", sets={
+            "server.allowed_origins": '["https://ok.example"]',
+            "heartbeat.ping_interval": "200ms", "heartbeat.pong_timeout": "300ms",
+            "limits.max_message_bytes": 1000}).start()
+        self.port = self.server.port
+        self.o = {"Origin": "https://ok.example"}
+
+    def tearDown(self):
+        self.server.stop()
+
+    def test_exposition_parses_and_has_every_metric(self):
+        m = scrape(self.port)
+        for name, kind in REQUIRED.items():
+            self.assertEqual(family_type(m, name), kind, f"{name}: TYPE {family_type(m, name)}\n{m.text}")
+            self.assertTrue(any(k[0] == name for k in m.samples), f"no sample for {name}")
+        self.assertEqual(m.get("conduit_connections_active"), 0)
+        self.assertEqual(m.get("conduit_connections_total"), 0)
+
+    def test_handshake_failure_reasons(self):
+        before = scrape(self.port)
+        self.assertEqual(upgrade_status(self.port, {"Origin": "https://evil.example"})[0], 403)
+        self.assertEqual(upgrade_status(self.port)[0], 403)  # no Origin while a list is set
+        req = (b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 8\r\nOrigin: https://ok.example\r\n\r\n")
+        status, hdrs, _ = http_request(self.port, req)
+        self.assertEqual(status, 426)
+        self.assertEqual(hdrs.get("sec-websocket-version"), "13")
+        req = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        self.assertEqual(http_request(self.port, req)[0], 400)
+        self.assertEqual(opslib.get_status(self.port, "/nope")[0], 404)
+        after = scrape(self.port)
+        for reason, n in (("origin", 2), ("bad_version", 1), ("bad_request", 1), ("not_found", 1)):
+            delta = (after.get("conduit_handshake_failures_total", reason=reason)
+                     - before.get("conduit_handshake_failures_total", reason=reason))
+            self.assertEqual(delta, n, reason)
+        self.assertEqual(after.get("conduit_connections_total"), 0)
+
+    def test_messages_bytes_and_closes_by_code(self):
+        with RawWS(self.port, handshake=False) as c:
+            c.sock.sendall(opslib.upgrade_request("/", extra="Origin: https://ok.example\r\n")[0])
+            c.buf = b""
+            while b"\r\n\r\n" not in c.buf:
+                c.buf += c.sock.recv(4096)
+            c.buf = c.buf.split(b"\r\n\r\n", 1)[1]
+            for i in range(3):
+                c.send_frame(OP_TEXT, f"m{i}".encode())
+                self.assertEqual(c.recv_message()[1], f"m{i}".encode())
+            m = scrape(self.port)
+            self.assertEqual(m.get("conduit_connections_active"), 1)
+            self.assertEqual(m.get("conduit_messages_received_total"), 3)
+            self.assertEqual(m.get("conduit_messages_sent_total"), 3)
+            self.assertGreater(m.get("conduit_bytes_received_total"), 3 * 8)
+            self.assertGreater(m.get("conduit_bytes_sent_total"), 3 * 4)
+            c.send_frame(OP_CLOSE, close_payload(1000))
+            c.expect_close(1000, reply=False)
+            c.wait_eof()
+        wait_metric(self.port, "conduit_closes_total", lambda v: v == 1, code="1000")
+
+        def raw_open():
+            c = RawWS(self.port, handshake=False)
+            c.sock.sendall(opslib.upgrade_request("/", extra="Origin: https://ok.example\r\n")[0])
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += c.sock.recv(4096)
+            c.buf = buf.split(b"\r\n\r\n", 1)[1]
+            return c
+
+        with raw_open() as c:
+            c.send_frame(OP_TEXT, b"\xff\xfe")  # invalid UTF-8
+            c.expect_close(1007)
+            c.wait_eof()
+        with raw_open() as c:
+            c.send_frame(OP_BINARY, b"x" * 1001)  # over limits.max_message_bytes
+            c.expect_close(1009)
+            c.wait_eof()
+        with raw_open() as c:
+            c.send_frame(OP_TEXT, b"x", rsv=2)  # RSV bit without an extension
+            c.expect_close(1002)
+            c.wait_eof()
+        wait_metric(self.port, "conduit_closes_total", lambda v: v == 1, code="1007")
+        wait_metric(self.port, "conduit_closes_total", lambda v: v == 1, code="1009")
+        wait_metric(self.port, "conduit_closes_total", lambda v: v == 1, code="1002")
+        m = scrape(self.port)
+        self.assertEqual(m.get("conduit_errors_total", kind="invalid_payload"), 1)
+        self.assertEqual(m.get("conduit_errors_total", kind="message_too_big"), 1)
+        self.assertEqual(m.get("conduit_errors_total", kind="protocol_error"), 1)
+        self.assertEqual(m.get("conduit_connections_total"), 4)
+        self.assertEqual(m.get("conduit_connections_active"), 0)
+
+    def test_pings_and_pong_timeouts(self):
+        async def answering_client():
+            # websockets answers pings itself; ping_interval=None: it sends none of its own.
+            async with websockets.connect(self.server.url, origin="https://ok.example", ping_interval=None,
+                                          compression=None) as ws:
+                await asyncio.to_thread(wait_metric, self.port, "conduit_pings_sent_total", lambda v: v >= 3)
+                await ws.send("still here")
+                self.assertEqual(await asyncio.wait_for(ws.recv(), 10), "still here")
+        asyncio.run(asyncio.wait_for(answering_client(), 30))
+        self.assertEqual(scrape(self.port).get("conduit_pong_timeouts_total"), 0)
+
+        c = RawWS(self.port, handshake=False)
+        c.sock.sendall(opslib.upgrade_request("/", extra="Origin: https://ok.example\r\n")[0])
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            buf += c.sock.recv(4096)
+        c.buf = buf.split(b"\r\n\r\n", 1)[1]
+        with c:
+            self.assertEqual(c.recv_frame(timeout=5).opcode, OP_PING)
+            # never answer: dropped after pong_timeout
+            try:
+                while True:
+                    c.recv_frame(timeout=5)
+            except EOF:
+                pass
+        m = wait_metric(self.port, "conduit_pong_timeouts_total", lambda v: v == 1)
+        m = scrape(self.port)
+        self.assertEqual(m.get("conduit_errors_total", kind="pong_timeout"), 1)
+        self.assertGreaterEqual(m.get("conduit_closes_total", code="1006"), 1)
+
+
+FIELDS_OPEN = {"id", "remote", "path", "subprotocol"}
+FIELDS_CLOSE = {"id", "remote", "path", "subprotocol", "code", "reason", "duration_ms", "bytes_in", "bytes_out"}
+
+
+class Logs(unittest.TestCase):
+    def exercise(self, server, n=5, messages=50):
+        async def go():
+            for i in range(n):
+                async with websockets.connect(server.url + f"chat?i={i}", subprotocols=["v1"],
+                                              compression=None) as ws:
+                    for k in range(messages):
+                        await ws.send(f"{i}-{k}")
+                        await asyncio.wait_for(ws.recv(), 10)
+        asyncio.run(asyncio.wait_for(go(), 60))
+        self.assertEqual(upgrade_status(server.port, {"Sec-WebSocket-Protocol": "nope"})[0], 400)
+        wait_metric(server.port, "conduit_connections_active", lambda v: v == 0)
+        wait_metric(server.port, "conduit_closes_total", lambda v: v == n, code="1000")
+
+    def test_text_lines(self):
+        with Conduitd(mode="echo", sets={"server.subprotocols": '["v1"]', "server.require_subprotocol": "true"}) as s:
+            self.exercise(s)
+            text = s.stderr_text()
+        events = log_events(text)
+        opens = [e for e in events if e.get("event") == "open"]
+        closes = [e for e in events if e.get("event") == "close"]
+        refused = [e for e in events if e.get("event") == "handshake_refused"]
+        self.assertEqual(len(opens), 5, text)
+        self.assertEqual(len(closes), 5, text)
+        self.assertEqual(sorted(e["id"] for e in opens), sorted(e["id"] for e in closes))
+        for e in opens:
+            self.assertLessEqual(FIELDS_OPEN, set(e), e)
+            self.assertEqual(e["subprotocol"], "v1")
+            self.assertTrue(e["path"].startswith("/chat?i="), e)
+            self.assertRegex(e["remote"], r"^127\.0\.0\.1:\d+$")
+        for e in closes:
+            self.assertLessEqual(FIELDS_CLOSE, set(e), e)
+            self.assertEqual(e["code"], "1000")
+            self.assertGreaterEqual(int(e["bytes_in"]), 50 * 6)
+            self.assertGreaterEqual(int(e["bytes_out"]), 50 * 5)
+            self.assertGreaterEqual(int(e["duration_ms"]), 0)
+        self.assertEqual(len(refused), 1, text)
+        self.assertEqual(refused[0]["status"], "400")
+        self.assertIn("remote", refused[0])
+        self.assertTrue(refused[0]["reason"])
+        # Nothing per message at info: 250 messages went through, the log has only connection-level lines.
+        lines = [l for l in text.splitlines() if "event=" in l]
+        self.assertLessEqual(len(lines), 5 + 5 + 1 + 2, "\n".join(lines))
+
+    def test_json_lines(self):
+        with Conduitd(mode="echo", sets={"log.format": "json", "server.subprotocols": '["v1"]',
+                                         "server.require_subprotocol": "true"}) as s:
+            self.exercise(s)
+            text = s.stderr_text()
+        objs = []
+        for line in text.splitlines():
+            if not line.strip() or line.startswith("conduitd:"):
+                continue  # the daemon's own plain notices (e.g. the signal notice) are not log records
+            obj = json.loads(line)
+            self.assertIsInstance(obj, dict, line)
+            self.assertIn("ts", obj)
+            self.assertIn("level", obj)
+            objs.append(obj)
+        opens = [o for o in objs if o.get("event") == "open"]
+        closes = [o for o in objs if o.get("event") == "close"]
+        self.assertEqual(len(opens), 5, text)
+        self.assertEqual(len(closes), 5, text)
+        for o in closes:
+            self.assertLessEqual(FIELDS_CLOSE, set(o), o)
+            self.assertEqual(o["code"], "1000")
+            self.assertEqual(o["subprotocol"], "v1")
+        self.assertEqual(len([o for o in objs if o.get("event") == "handshake_refused"]), 1)
+        self.assertLessEqual(len(objs), 5 + 5 + 1 + 2)
+
+
+if __name__ == "__main__":
+    opslib.main()
