@@ -589,10 +589,19 @@ void Connection::after_flush() {
     high_water_ = false;
     if (state_ == State::Open && core_.handlers().on_drain) core_.handlers().on_drain(*this);
   }
-  if (close_sent_ && !write_shut_ && (close_received_ || failed_) && queue_.empty()) {
-    // Our close (or HTTP response) has left and nothing more will: shut down
-    // our direction, then read until the peer closes (the server closes the
-    // TCP connection first, RFC 6455 §7.1.1) or close_timeout passes.
+  if (close_sent_ && close_received_ && queue_.empty() && !(tls_ && tls_->has_output())) {
+    // Close handshake complete and our close has left: the server closes the
+    // TCP connection first (RFC 6455 §7.1.1). The peer sends nothing after
+    // its close frame, so closing now does not reset the connection.
+    if (tls_) tls_->shutdown_notify(fd_);
+    ::shutdown(fd_, SHUT_WR);
+    finish(close_code_, close_reason_);
+    return;
+  }
+  if (close_sent_ && !write_shut_ && failed_ && queue_.empty()) {
+    // After a protocol error or an HTTP response: shut down our direction and
+    // read until the peer closes (or close_timeout), so that unread input
+    // does not turn our close into a reset before the peer has read it.
     if (tls_) tls_->shutdown_notify(fd_);
     ::shutdown(fd_, SHUT_WR);
     write_shut_ = true;

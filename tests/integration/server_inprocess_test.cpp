@@ -1,0 +1,281 @@
+// In-process tests of conduit::Server with several event loops, driven by
+// blocking raw-socket clients on their own threads. These are the tests the
+// ThreadSanitizer build runs (label mt): cross-thread send, broadcast from a
+// foreign thread and from loop threads, graceful stop while traffic flows.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "conduit/server.hpp"
+#include "wire/frame.hpp"
+#include "wire/handshake.hpp"
+#include "wire/parser.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Frame {
+  conduit::wire::Opcode op;
+  std::string payload;
+  std::uint16_t close_code = 0;
+};
+
+// A blocking WebSocket client on a raw socket: enough to drive the server
+// from plain threads without another event loop in the test.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect failed");
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    timeval tv{10, 0};  // every blocking read is bounded
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string key = conduit::wire::generate_client_key();
+    std::string req = conduit::wire::make_client_request("127.0.0.1:" + std::to_string(port), "/", key, {}, {}, {});
+    write_all(req);
+    std::string resp;
+    char c;
+    while (resp.find("\r\n\r\n") == std::string::npos) {
+      if (::recv(fd_, &c, 1, 0) != 1) throw std::runtime_error("handshake read failed");
+      resp.push_back(c);
+    }
+    status_ = resp.substr(0, resp.find("\r\n"));
+  }
+  ~RawClient() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  const std::string& status() const { return status_; }
+
+  void send_text(std::string_view s) {
+    std::string out;
+    conduit::wire::append_frame(out, conduit::wire::Opcode::Text, s, true);
+    write_all(out);
+  }
+  void send_close(std::uint16_t code) {
+    std::string out;
+    conduit::wire::append_frame(out, conduit::wire::Opcode::Close, conduit::wire::close_payload(code, ""), true);
+    write_all(out);
+  }
+
+  // Reads until one frame/message is available (or throws on timeout/EOF).
+  Frame next() {
+    while (frames_.empty()) {
+      std::uint8_t buf[65536];
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) throw std::runtime_error("connection ended or timed out");
+      Handler h{frames_};
+      parser_.consume(buf, static_cast<std::size_t>(n), h);
+    }
+    Frame f = std::move(frames_.front());
+    frames_.erase(frames_.begin());
+    return f;
+  }
+  // Next non-control frame, answering nothing (pings are skipped).
+  Frame next_data_or_close() {
+    for (;;) {
+      Frame f = next();
+      if (f.op == conduit::wire::Opcode::Ping || f.op == conduit::wire::Opcode::Pong) continue;
+      return f;
+    }
+  }
+
+ private:
+  struct Handler {
+    std::vector<Frame>& out;
+    void on_message(conduit::wire::Opcode op, std::uint8_t* d, std::size_t n, bool) {
+      out.push_back({op, std::string(reinterpret_cast<char*>(d), n)});
+    }
+    void on_ping(const std::uint8_t* d, std::size_t n) {
+      out.push_back({conduit::wire::Opcode::Ping, std::string(reinterpret_cast<const char*>(d), n)});
+    }
+    void on_pong(const std::uint8_t*, std::size_t) {}
+    void on_close(std::uint16_t code, std::string_view reason) {
+      out.push_back({conduit::wire::Opcode::Close, std::string(reason), code});
+    }
+    void on_error(std::uint16_t code, const char* reason) {
+      out.push_back({conduit::wire::Opcode::Close, std::string("client parser error: ") + reason, code});
+    }
+  };
+  void write_all(std::string_view s) {
+    while (!s.empty()) {
+      ssize_t n = ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL);
+      if (n <= 0) throw std::runtime_error("send failed");
+      s.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+  int fd_ = -1;
+  std::string status_;
+  conduit::wire::Parser parser_{conduit::wire::Role::Client, {16 << 20, false}};
+  std::vector<Frame> frames_;
+};
+
+conduit::ServerOptions test_options(unsigned threads) {
+  conduit::ServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.threads = threads;
+  o.heartbeat.ping_interval = 0ms;  // no pings in the way of exact frame sequences
+  o.shutdown_grace = 5000ms;
+  o.close_timeout = 1000ms;  // clients that never answer our close do not hold stop() for long
+  return o;
+}
+
+TEST(ServerInProcess, EchoAcrossTwoLoopsFromManyThreads) {
+  conduit::ServerHandlers h;
+  h.on_message = [](conduit::Session& s, std::string_view d, conduit::MessageType t) { s.send(d, t); };
+  conduit::Server server(test_options(2), std::move(h));
+  server.start();
+  constexpr int kThreads = 6, kConns = 3, kMessages = 300;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::unique_ptr<RawClient>> clients;
+      for (int c = 0; c < kConns; ++c) clients.push_back(std::make_unique<RawClient>(server.port()));
+      int good = 0;
+      for (int i = 0; i < kMessages; ++i) {
+        for (int c = 0; c < kConns; ++c) {
+          std::string msg = "t" + std::to_string(t) + "c" + std::to_string(c) + "#" + std::to_string(i);
+          clients[c]->send_text(msg);
+          Frame f = clients[c]->next_data_or_close();
+          if (f.op == conduit::wire::Opcode::Text && f.payload == msg) ++good;
+        }
+      }
+      ok += good;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ok.load(), kThreads * kConns * kMessages);
+  server.stop();
+  server.wait();
+}
+
+TEST(ServerInProcess, SendFromForeignThreadAndBroadcastKeepOrder) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<conduit::SessionPtr> sessions;
+  conduit::ServerHandlers h;
+  h.on_open = [&](conduit::Session& s) {
+    std::lock_guard lock(mu);
+    sessions.push_back(s.shared());
+    cv.notify_all();
+  };
+  conduit::Server server(test_options(2), std::move(h));
+  server.start();
+  constexpr int kClients = 8, kMessages = 400;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(std::make_unique<RawClient>(server.port()));
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return sessions.size() == kClients; }));
+  }
+  // Two foreign threads: one broadcasts, one sends to each session directly.
+  std::thread broadcaster([&] {
+    for (int i = 0; i < kMessages; ++i) server.broadcast("b" + std::to_string(i), conduit::MessageType::Text);
+  });
+  std::thread sender([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      for (auto& s : sessions) s->send("d" + std::to_string(i), conduit::MessageType::Binary);
+    }
+  });
+  broadcaster.join();
+  sender.join();
+  for (auto& c : clients) {
+    int next_b = 0, next_d = 0;
+    while (next_b < kMessages || next_d < kMessages) {
+      Frame f = c->next_data_or_close();
+      ASSERT_NE(f.op, conduit::wire::Opcode::Close) << f.payload;
+      if (f.payload[0] == 'b') {
+        ASSERT_EQ(f.op, conduit::wire::Opcode::Text);
+        ASSERT_EQ(f.payload, "b" + std::to_string(next_b++));
+      } else {
+        ASSERT_EQ(f.op, conduit::wire::Opcode::Binary);
+        ASSERT_EQ(f.payload, "d" + std::to_string(next_d++));
+      }
+    }
+  }
+  sessions.clear();
+  server.stop();
+  server.wait();
+}
+
+TEST(ServerInProcess, BroadcastFromLoopThreadsReachesEveryLoop) {
+  conduit::Server* self = nullptr;
+  conduit::ServerHandlers h;
+  h.on_message = [&self](conduit::Session&, std::string_view d, conduit::MessageType t) { self->broadcast(d, t); };
+  conduit::Server server(test_options(3), std::move(h));
+  self = &server;
+  server.start();
+  constexpr int kClients = 9, kMessages = 200;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(std::make_unique<RawClient>(server.port()));
+  // Wait until all are open: a marker from the last client must reach the first.
+  clients.back()->send_text("ready");
+  for (auto& c : clients) {
+    Frame f = c->next_data_or_close();
+    ASSERT_EQ(f.payload, "ready");
+  }
+  std::thread publisher([&] {
+    for (int i = 0; i < kMessages; ++i) clients[0]->send_text("m" + std::to_string(i));
+  });
+  publisher.join();
+  for (auto& c : clients) {
+    for (int i = 0; i < kMessages; ++i) {
+      Frame f = c->next_data_or_close();
+      ASSERT_EQ(f.payload, "m" + std::to_string(i));
+    }
+  }
+  server.stop();
+  server.wait();
+}
+
+TEST(ServerInProcess, StopClosesEveryoneWith1001AndReturns) {
+  std::atomic<int> closed{0};
+  conduit::ServerHandlers h;
+  h.on_message = [](conduit::Session& s, std::string_view d, conduit::MessageType t) { s.send(d, t); };
+  h.on_close = [&](conduit::Session&, std::uint16_t, std::string_view) { ++closed; };
+  conduit::Server server(test_options(2), std::move(h));
+  server.start();
+  constexpr int kClients = 20;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server.port()));
+    clients.back()->send_text("hi");
+    ASSERT_EQ(clients.back()->next_data_or_close().payload, "hi");
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  std::thread stopper([&] { server.stop(); });
+  for (auto& c : clients) {
+    Frame f = c->next_data_or_close();
+    ASSERT_EQ(f.op, conduit::wire::Opcode::Close);
+    EXPECT_EQ(f.close_code, 1001);
+    c->send_close(1001);
+  }
+  stopper.join();
+  server.wait();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // well within the grace period
+  EXPECT_EQ(closed.load(), kClients);
+  // After the stop, nothing listens any more.
+  EXPECT_THROW(RawClient c(server.port()), std::runtime_error);
+}
+
+}  // namespace
