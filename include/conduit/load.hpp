@@ -50,9 +50,9 @@ struct ConnectOptions {
   unsigned connect_concurrency = 256;
   // Setup (TCP connect + upgrade) of all connections must finish within this. Default 30s.
   Milliseconds connect_timeout{30000};
-  // When > 0, the CPU time (utime + stime from /proc/PID/stat) this process
-  // uses during the measured window is reported, so results can be expressed
-  // per server-CPU-second. Default 0 (not measured).
+  // When > 0, the CPU time this process uses during the measured window is
+  // reported (see process_cpu_seconds), so results can be expressed per
+  // server-CPU-second. Default 0 (not measured).
   int server_pid = 0;
   // When set and it becomes true (e.g. from a signal handler), the run ends
   // early and reports what it measured so far. Checked every 100 ms.
@@ -182,7 +182,10 @@ std::string to_json(const IdleLoadReport& report);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 std::uint64_t raise_file_limit();
-// utime + stime of a process in seconds, from /proc/PID/stat; -1 when unreadable.
+// CPU time (user + system) used so far by a process, in seconds: the sum over
+// its threads of /proc/PID/task/*/schedstat (nanosecond resolution), or
+// utime + stime from /proc/PID/stat (10 ms ticks) when schedstat is missing;
+// -1 when the process cannot be read.
 double process_cpu_seconds(int pid);
 
 }  // namespace conduit::load

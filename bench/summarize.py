@@ -1,0 +1,205 @@
+#!/usr/bin/python3
+"""Turns the JSON lines written by scripts/bench into a markdown result table.
+
+Usage: summarize.py echo|fanout RUNS.jsonl MACHINE.txt COMMAND > result.md
+
+Every figure is the median over the interleaved runs of one configuration;
+ratios are conduit / baseline of those medians. Standard library only, so it
+runs with the system /usr/bin/python3.
+"""
+import json
+import statistics
+import sys
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt_num(v, digits=0):
+    if v is None:
+        return "n/a"
+    if digits == 0:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def g(r, *keys):
+    """r[k1][k2]... or None when a run failed before producing that field."""
+    for k in keys:
+        if not isinstance(r, dict) or k not in r:
+            return None
+        r = r[k]
+    return r
+
+
+def errors_of(r):
+    if r.get("error", "none") != "none":
+        return f"{r['error']}: {r.get('error_detail', '')}"
+    if r["scenario"] == "echo":
+        bad = sum(g(r, k) or 0 for k in ("mismatches", "protocol_errors", "closed_early"))
+        return f"{bad} errors" if bad else ""
+    if r["scenario"] == "fanout":
+        bad = sum(g(r, k) or 0 for k in ("gaps", "out_of_order", "corrupt", "protocol_errors"))
+        codes = r.get("close_codes", {})
+        extra = ", closes " + ", ".join(f"{c}: {n}" for c, n in codes.items()) if codes else ""
+        return (f"{bad} lost/reordered" if bad else "") + extra
+    return ""
+
+
+def echo_report(runs):
+    out = []
+    sizes = sorted({r["size"] for r in runs if r["scenario"] == "echo"})
+    out.append("| message | server | runs | msg/s | server CPU s | msg per server-CPU-second | p50 µs | p99 µs | problems |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    ratios = []
+    for size in sizes:
+        med = {}
+        for server in ("conduit", "beast"):
+            rs = [r for r in runs if r["scenario"] == "echo" and r["size"] == size and r["server"] == server]
+            if not rs:
+                continue
+            m = {
+                "mps": median([g(r, "messages_per_second") for r in rs]),
+                "cpu": median([g(r, "server_cpu_seconds") for r in rs]),
+                "eff": median([g(r, "messages_per_server_cpu_second") for r in rs]),
+                "p50": median([g(r, "latency", "p50_us") for r in rs]),
+                "p99": median([g(r, "latency", "p99_us") for r in rs]),
+            }
+            med[server] = m
+            problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+            out.append(
+                f"| {size} B | {server} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
+                f"**{fmt_num(m['eff'])}** | {fmt_num(m['p50'], 1)} | {fmt_num(m['p99'], 1)} | {problems} |"
+            )
+        if "conduit" in med and "beast" in med:
+            ratios.append(
+                f"| {size} B | {fmt_ratio(med['conduit']['eff'], med['beast']['eff'])} | "
+                f"{fmt_ratio(med['conduit']['mps'], med['beast']['mps'])} |"
+            )
+    out.append("")
+    out.append("Ratios conduit / Beast baseline (target: at least 1.6x msg per server-CPU-second):")
+    out.append("")
+    out.append("| message | msg per server-CPU-second | msg/s |")
+    out.append("|---|---|---|")
+    out.extend(ratios)
+    mem = [r for r in runs if r["scenario"] == "idle-memory"]
+    if mem:
+        out.append("")
+        out.append("Server memory per idle connection (VmRSS after opening the connections minus before, divided by their number; target under 1 KB; failed runs are not counted):")
+        out.append("")
+        out.append("| server | runs | connections | RSS before KiB | RSS after KiB | KiB per connection (median) |")
+        out.append("|---|---|---|---|---|---|")
+        per = {}
+        for server in ("conduit", "beast"):
+            rs = [r for r in mem if r["server"] == server]
+            if not rs:
+                continue
+            each = [(r["rss_after_kb"] - r["rss_before_kb"]) / r["connections"] for r in rs if r["connections"]]
+            per[server] = median(each)
+            out.append(
+                f"| {server} | {len(rs)} | {rs[0]['connections']} | {fmt_num(median([r['rss_before_kb'] for r in rs]))} | "
+                f"{fmt_num(median([r['rss_after_kb'] for r in rs]))} | **{fmt_num(per[server], 2)}** |"
+            )
+        if "conduit" in per and "beast" in per:
+            out.append("")
+            out.append(f"conduit uses {fmt_ratio(per['conduit'], per['beast'])} of Beast's memory per idle connection.")
+    return "\n".join(out)
+
+
+def fanout_report(runs):
+    out = []
+    rs_all = [r for r in runs if r["scenario"] == "fanout"]
+    columns = sorted({(r["subscribers_requested"], r["window"]) for r in rs_all}, key=lambda c: (c[0], c[1] == 0, c[1]))
+
+    def label(c):
+        return f"N={c[0]}, " + ("no wait" if c[1] == 0 else f"W={c[1]}")
+
+    header = "| server | " + " | ".join(label(c) for c in columns) + " |"
+    out.append("Deliveries per server-CPU-second (median of the runs; 64-byte messages, one server thread):")
+    out.append("")
+    out.append(header)
+    out.append("|---|" + "---|" * len(columns))
+    med = {}
+    for server in ("conduit", "beast"):
+        cells = []
+        for c in columns:
+            rs = [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
+            m = median([g(r, "deliveries_per_server_cpu_second") for r in rs if r.get("error") == "none"])
+            med[(server, c)] = m
+            cells.append(fmt_num(m))
+        out.append(f"| {server} | " + " | ".join(cells) + " |")
+    out.append("| ratio conduit/Beast | " + " | ".join(fmt_ratio(med[("conduit", c)], med[("beast", c)]) for c in columns) + " |")
+    out.append("| uWebSockets (issue 5, same machine kind) | " + " | ".join(
+        {(1000, 1): "250k", (1000, 32): "7.1M", (1000, 0): "348k", (10000, 1): "187k", (10000, 32): "5.0M",
+         (10000, 0): "156k"}.get(c, "?") for c in columns) + " |")
+    out.append("")
+    out.append("Details per configuration (medians):")
+    out.append("")
+    out.append("| configuration | server | runs | messages | deliveries/s | server CPU s | p50 µs | p99 µs | problems |")
+    out.append("|---|---|---|---|---|---|---|---|---|")
+    for c in columns:
+        for server in ("conduit", "beast"):
+            rs = [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
+            if not rs:
+                continue
+            problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+            out.append(
+                f"| {label(c)} | {server} | {len(rs)} | {rs[0]['messages_requested']} | "
+                f"{fmt_num(median([g(r, 'deliveries_per_second') for r in rs]))} | "
+                f"{fmt_num(median([g(r, 'server_cpu_seconds') for r in rs]), 2)} | "
+                f"{fmt_num(median([g(r, 'latency', 'p50_us') for r in rs]), 1)} | "
+                f"{fmt_num(median([g(r, 'latency', 'p99_us') for r in rs]), 1)} | {problems} |"
+            )
+    return "\n".join(out)
+
+
+def one_line(r):
+    """Progress line for one run, printed by scripts/bench as it goes."""
+    if r.get("scenario") == "echo":
+        main = f"{g(r, 'messages_per_second') or 0:,.0f} msg/s, {g(r, 'messages_per_server_cpu_second') or 0:,.0f} msg per server-CPU-s"
+    elif r.get("scenario") == "fanout":
+        main = (f"{g(r, 'deliveries_per_server_cpu_second') or 0:,.0f} deliveries per server-CPU-s, "
+                f"{g(r, 'deliveries') or 0} of {g(r, 'expected_deliveries') or 0} delivered")
+    else:
+        main = ""
+    problems = errors_of(r)
+    return main + (f" [{problems}]" if problems else "")
+
+
+def main():
+    if sys.argv[1] == "line":
+        print(one_line(json.loads(sys.stdin.read())))
+        return
+    scenario, runs_path, machine_path, command = sys.argv[1:5]
+    with_raw = len(sys.argv) < 6 or sys.argv[5] != "--no-raw"
+    runs = load(runs_path)
+    with open(machine_path) as f:
+        machine = f.read().strip()
+    print(f"{'##' if not with_raw else '#'} {scenario} benchmark\n")
+    print(f"Command: `{command}`\n")
+    print("Machine:\n")
+    print("```\n" + machine + "\n```\n")
+    print(echo_report(runs) if scenario == "echo" else fanout_report(runs))
+    if with_raw:
+        print("\nRaw runs (JSON lines, in the order they ran):\n")
+        print("```")
+        for r in runs:
+            print(json.dumps(r, separators=(",", ":")))
+        print("```")
+
+
+if __name__ == "__main__":
+    main()
