@@ -42,18 +42,25 @@ wire::ParserLimits limits_for(const ServerOptions& o, bool deflate) {
 
 }  // namespace
 
-Connection::Connection(ServerCore& core, net::EventLoop& loop, asio::ip::tcp::socket socket, std::uint64_t id,
-                       std::string remote_ip, std::string remote_address)
+Connection::Connection(ServerCore& core, net::EventLoop& loop, Socket socket, std::uint64_t id,
+                       std::string remote_address)
     : core_(core),
       loop_(loop),
       socket_(std::move(socket)),
       fd_(socket_.native_handle()),
       id_(id),
       parser_(wire::Role::Server, limits_for(core.options(), false)),
-      remote_ip_(std::move(remote_ip)),
       remote_address_(std::move(remote_address)) {}
 
 Connection::~Connection() = default;
+
+std::string Connection::remote_ip() const {
+  // remote_address_ is "ip:port" or "[v6]:port"; the port is after the last colon.
+  std::string_view a = remote_address_;
+  a = a.substr(0, a.rfind(':'));
+  if (a.size() >= 2 && a.front() == '[') a = a.substr(1, a.size() - 2);
+  return std::string(a);
+}
 
 Loop& loop_of(net::EventLoop& l) { return static_cast<Loop&>(l); }
 
@@ -251,7 +258,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   for (std::string_view p : wire::split_list(protocols)) adm.offered.push_back(p);
   adm.draining = core_.draining();
   bool admitted = false;
-  HandshakeFailure cap_failure = core_.try_admit(remote_ip_, admitted);
+  HandshakeFailure cap_failure = core_.try_admit(remote_ip(), admitted);
   if (!admitted && !adm.draining) {
     // Over a cap: let the policy produce the precise refusal.
     if (cap_failure == HandshakeFailure::OverCapacity) adm.open_connections = core_.options().max_connections;
@@ -259,7 +266,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   }
   AdmissionDecision decision = core_.policy().decide(adm);
   if (!decision.accept) {
-    if (admitted) core_.release_admission(remote_ip_);
+    if (admitted) core_.release_admission(remote_ip());
     refuse(decision.status, decision.reason, decision.failure, decision.extra_headers);
     return;
   }
@@ -282,7 +289,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     UpgradeDecision hook = core_.handlers().on_upgrade(info);
     if (!hook.accept) {
       counted_open_ = false;
-      core_.release_admission(remote_ip_);
+      core_.release_admission(remote_ip());
       unsigned status = hook.status >= 400 && hook.status <= 599 ? hook.status : 403;
       refuse(status, hook.reason.empty() ? "refused" : hook.reason, HandshakeFailure::RefusedByHook);
       return;
@@ -338,7 +345,7 @@ void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailu
   failed_ = true;  // after the response: shut down our side, drain until EOF
   close_code_ = 1006;
   close_reason_ = std::string(reason);
-  close_sent_ms_ = loop_.now_ms();
+  timer_ms_ = loop_.now_ms();
   mark_dirty();
 }
 
@@ -354,7 +361,7 @@ void Connection::http_reply(unsigned status, std::string_view content_type, std:
   state_ = State::Closing;
   close_sent_ = true;
   failed_ = true;
-  close_sent_ms_ = loop_.now_ms();
+  timer_ms_ = loop_.now_ms();
   mark_dirty();
 }
 
@@ -415,7 +422,7 @@ void Connection::on_close(std::uint16_t code, std::string_view reason) {
     enqueue_frame(wire::Opcode::Close, reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size(), false,
                   true);
     close_sent_ = true;
-    close_sent_ms_ = loop_.now_ms();
+    timer_ms_ = loop_.now_ms();
     state_ = State::Closing;
   } else if (queue_.empty() && !write_blocked_) {
     after_flush();  // our close already left: the handshake is complete
@@ -637,7 +644,7 @@ void Connection::start_close(std::uint16_t code, std::string_view reason, bool f
   enqueue_frame(wire::Opcode::Close, reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size(), false,
                 true);
   close_sent_ = true;
-  close_sent_ms_ = loop_.now_ms();
+  timer_ms_ = loop_.now_ms();
 }
 
 void Connection::go_away() {
@@ -660,7 +667,7 @@ void Connection::sweep(std::int64_t now) {
       const auto interval = o.heartbeat.ping_interval.count();
       if (interval <= 0) break;
       if (awaiting_pong_) {
-        if (now - ping_sent_ms_ >= o.heartbeat.pong_timeout.count()) {
+        if (now - timer_ms_ >= o.heartbeat.pong_timeout.count()) {
           loop_.counters().pong_timeouts.inc();
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::PongTimeout)].inc();
           spdlog::warn("event=pong_timeout id={} remote={} silent_ms={}", id_, remote_address_, now - last_rx_ms_);
@@ -668,14 +675,14 @@ void Connection::sweep(std::int64_t now) {
         }
       } else if (now - last_rx_ms_ >= interval) {
         awaiting_pong_ = true;
-        ping_sent_ms_ = now;
+        timer_ms_ = now;
         loop_.counters().pings_sent.inc();
         enqueue_frame(wire::Opcode::Ping, nullptr, 0, false, true);
       }
       break;
     }
     case State::Closing:
-      if (now - close_sent_ms_ >= o.close_timeout.count()) {
+      if (now - timer_ms_ >= o.close_timeout.count()) {
         if (!close_received_ && !failed_) {
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::CloseTimeout)].inc();
         }
@@ -699,7 +706,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   loop_of(loop_).remove(this);
   auto self = shared_from_this();  // keep alive through the callbacks below
   if (counted_open_) {
-    core_.release_admission(remote_ip_);
+    core_.release_admission(remote_ip());
     loop_.counters().connections_active.dec();
     loop_.counters().count_close(code);
     auto duration = loop_.now_ms() - started_ms_;

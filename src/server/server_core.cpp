@@ -257,7 +257,10 @@ void ServerCore::accept_next() {
   if (stopped_.load()) return;
   Loop& target = *loops_[next_loop_];
   next_loop_ = (next_loop_ + 1) % loops_.size();
-  acceptor_->async_accept(target.io(), [this, &target](const boost::system::error_code& ec, tcp::socket socket) {
+  // Accept straight onto the target loop's io_context, so the connection is
+  // registered with the reactor that will serve it.
+  auto peer = std::make_shared<Socket>(target.io());
+  acceptor_->async_accept(*peer, [this, &target, peer](const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted || stopped_.load()) return;
     if (ec) {
       // EMFILE/ENFILE and friends: back off briefly instead of spinning.
@@ -270,14 +273,14 @@ void ServerCore::accept_next() {
       return;
     }
     boost::system::error_code rec;
-    auto remote = socket.remote_endpoint(rec);
+    auto remote = peer->remote_endpoint(rec);
     std::string ip = rec ? "?" : remote.address().to_string();
-    std::string address = rec ? "?" : (remote.address().is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(remote.port());
+    std::string address =
+        rec ? "?" : (remote.address().is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(remote.port());
     live_.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    asio::post(target.io(), [this, &target, s = std::move(socket), id, ip = std::move(ip),
-                             address = std::move(address)]() mutable {
-      auto conn = std::make_shared<Connection>(*this, target, std::move(s), id, std::move(ip), std::move(address));
+    asio::post(target.io(), [this, &target, peer, id, address = std::move(address)]() mutable {
+      auto conn = std::make_shared<Connection>(*this, target, std::move(*peer), id, std::move(address));
       conn->start();
     });
     accept_next();
