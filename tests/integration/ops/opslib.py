@@ -395,9 +395,17 @@ class FastWS(asyncio.Protocol):
         self.close_reason = None
 
     @classmethod
-    async def connect(cls, port, **kw):
+    async def connect(cls, port, rcvbuf=None, **kw):
+        """Opens a connection; rcvbuf sets SO_RCVBUF before connecting (a tiny window for peers that stall)."""
         loop = asyncio.get_running_loop()
-        _, ws = await loop.create_connection(lambda: cls(**kw), "127.0.0.1", port)
+        if rcvbuf:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            _, ws = await loop.create_connection(lambda: cls(**kw), sock=sock)
+        else:
+            _, ws = await loop.create_connection(lambda: cls(**kw), "127.0.0.1", port)
         await ws.open
         return ws
 
