@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -143,10 +144,14 @@ class Client;
 
 // Awaitable read for Asio coroutines: include conduit/client_coro.hpp, then in an
 // asio::awaitable<> coroutine: `auto [ec, msg] = co_await client.read();`
+// Result type of read() for a completion token; specialised in client_coro.hpp
+// (empty here, so read() is only usable where that header is included).
+template <class CompletionToken, class = void>
+struct ClientReadResult {};
 struct ClientReadOperation {
   Client* client;
   template <class CompletionToken>
-  auto operator()(CompletionToken&& token);  // defined in conduit/client_coro.hpp
+  typename ClientReadResult<std::decay_t<CompletionToken>>::type operator()(CompletionToken&& token);
 };
 
 class Client {

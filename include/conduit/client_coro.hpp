@@ -21,24 +21,46 @@
 #include <boost/asio/dispatch.hpp>
 #include <memory>
 #include <system_error>
+#include <type_traits>
+#include <utility>
 
 #include "conduit/client.hpp"
 
 namespace conduit {
 
+namespace client_coro_detail {
+
+struct ReadInitiation {
+  template <class Handler>
+  void operator()(Handler&& handler, Client* client) const {
+    auto shared = std::make_shared<std::decay_t<Handler>>(std::forward<Handler>(handler));
+    client->async_read([shared](std::error_code ec, ClientMessage message) {
+      auto executor = boost::asio::get_associated_executor(*shared);
+      boost::asio::dispatch(executor, [shared, ec, message = std::move(message)]() mutable {
+        (*shared)(ec, std::move(message));
+      });
+    });
+  }
+};
+
+template <class Token>
+using read_result_t = decltype(boost::asio::async_initiate<Token, void(std::error_code, ClientMessage)>(
+    std::declval<ReadInitiation>(), std::declval<Token&>(), std::declval<Client*>()));
+
+}  // namespace client_coro_detail
+
+// Defined only for real completion tokens, so that Asio's probing of other
+// argument types fails quietly instead of instantiating the body.
 template <class CompletionToken>
-auto ClientReadOperation::operator()(CompletionToken&& token) {
-  return boost::asio::async_initiate<CompletionToken, void(std::error_code, ClientMessage)>(
-      [](auto handler, Client* client) {
-        auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-        client->async_read([shared](std::error_code ec, ClientMessage message) {
-          auto executor = boost::asio::get_associated_executor(*shared);
-          boost::asio::dispatch(executor, [shared, ec, message = std::move(message)]() mutable {
-            (*shared)(ec, std::move(message));
-          });
-        });
-      },
-      token, client);
+struct ClientReadResult<CompletionToken, std::void_t<client_coro_detail::read_result_t<CompletionToken>>> {
+  using type = client_coro_detail::read_result_t<CompletionToken>;
+};
+
+template <class CompletionToken>
+typename ClientReadResult<std::decay_t<CompletionToken>>::type ClientReadOperation::operator()(
+    CompletionToken&& token) {
+  return boost::asio::async_initiate<std::decay_t<CompletionToken>, void(std::error_code, ClientMessage)>(
+      client_coro_detail::ReadInitiation{}, token, client);
 }
 
 }  // namespace conduit

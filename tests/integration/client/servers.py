@@ -62,6 +62,7 @@ async def run_websockets(args, handler, process_request=None):
         max_size=None,
         ping_interval=None,
         compression=None,
+        backlog=1024,
     )
     announce(server.sockets)
     await stop_event().wait()

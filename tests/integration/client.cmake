@@ -1,0 +1,35 @@
+# conduit::Client and the `conduit` CLI against real servers on loopback:
+# Python websockets, Node ws, conduitd, and raw servers written in the tests.
+
+set(CONDUIT_CLIENT_TESTS_DIR ${CMAKE_CURRENT_LIST_DIR}/client)
+
+add_executable(conduit_client_tests ${CONDUIT_CLIENT_TESTS_DIR}/client_tests.cpp)
+target_link_libraries(conduit_client_tests PRIVATE conduit GTest::gtest GTest::gtest_main)
+target_compile_options(conduit_client_tests PRIVATE ${CONDUIT_WARNINGS})
+target_compile_definitions(conduit_client_tests PRIVATE
+  CONDUIT_TEST_PYTHON="${CONDUIT_PYTHON}"
+  CONDUIT_TEST_NODE="${CONDUIT_NODE}"
+  CONDUIT_CLIENT_TEST_DIR="${CONDUIT_CLIENT_TESTS_DIR}"
+  CONDUIT_TEST_CONDUITD="$<TARGET_FILE:conduitd>")
+add_dependencies(conduit_client_tests conduitd)
+
+# conduit_client_test(NAME FILTER TIMEOUT LABELS...): one ctest per gtest group.
+function(conduit_client_test name filter timeout)
+  add_test(NAME client.${name} COMMAND conduit_client_tests --gtest_filter=${filter})
+  set_tests_properties(client.${name} PROPERTIES LABELS "integration;${ARGN}" TIMEOUT ${timeout})
+endfunction()
+
+conduit_client_test(echo        "ClientEcho.*"      120 interop)
+conduit_client_test(handshake   "ClientHandshake.*" 120 interop)
+conduit_client_test(reconnect   "ClientReconnect.*" 180 interop)
+conduit_client_test(heartbeat   "ClientHeartbeat.*" 60)
+conduit_client_test(tls         "ClientTls.*"       120 interop)
+conduit_client_test(storm       "ClientStorm.*"     240 slow)
+
+# The CLI's echo mode, driven case by case the way a conformance suite does.
+if(TARGET conduit_cli)
+  add_test(NAME client.cli_echo
+    COMMAND ${CONDUIT_PYTHON} ${CONDUIT_CLIENT_TESTS_DIR}/cli_echo_test.py $<TARGET_FILE:conduit_cli>)
+  set_tests_properties(client.cli_echo PROPERTIES
+    LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endif()

@@ -1,0 +1,800 @@
+// conduit::Client against real servers on loopback: Python websockets, Node ws,
+// conduitd, and raw servers for the answers no correct server gives. Servers
+// are child processes started here on kernel-chosen ports; every wait is on an
+// event with a deadline.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "conduit/client.hpp"
+#include "conduit/client_coro.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using conduit::Client;
+using conduit::ClientError;
+using conduit::ClientState;
+using conduit::MessageType;
+
+const std::string python = CONDUIT_TEST_PYTHON;
+const std::string node = CONDUIT_TEST_NODE;
+const std::string test_dir = CONDUIT_CLIENT_TEST_DIR;
+const std::string conduitd = CONDUIT_TEST_CONDUITD;
+
+// A child process whose stdout we read line by line until it announces its port.
+class ChildProcess {
+ public:
+  explicit ChildProcess(std::vector<std::string> argv) : argv_(std::move(argv)) {}
+  ~ChildProcess() { kill_and_wait(SIGKILL); }
+
+  // Starts it and waits for "listening on HOST:PORT"; returns the port (0 on failure).
+  int start(std::chrono::milliseconds timeout = 15s) {
+    int out[2];
+    if (pipe(out) != 0) return 0;
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&actions, out[0]);
+    std::vector<char*> args;
+    for (auto& a : argv_) args.push_back(a.data());
+    args.push_back(nullptr);
+    const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(out[1]);
+    if (rc != 0) {
+      close(out[0]);
+      pid_ = -1;
+      return 0;
+    }
+    fd_ = out[0];
+    const auto deadline = Clock::now() + timeout;
+    std::string buffer;
+    while (Clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (poll(&p, 1, static_cast<int>(std::max<long long>(1, left.count()))) <= 0) continue;
+      char chunk[512];
+      const ssize_t n = read(fd_, chunk, sizeof chunk);
+      if (n <= 0) return 0;
+      buffer.append(chunk, static_cast<std::size_t>(n));
+      const auto at = buffer.find("listening on ");
+      const auto eol = buffer.find('\n', at == std::string::npos ? 0 : at);
+      if (at != std::string::npos && eol != std::string::npos) {
+        const std::string line = buffer.substr(at, eol - at);
+        return std::atoi(line.substr(line.rfind(':') + 1).c_str());
+      }
+    }
+    return 0;
+  }
+
+  void kill_and_wait(int sig) {
+    if (pid_ > 0) {
+      ::kill(pid_, sig);
+      int status = 0;
+      waitpid(pid_, &status, 0);
+      pid_ = -1;
+    }
+    if (fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+
+ private:
+  std::vector<std::string> argv_;
+  pid_t pid_ = -1;
+  int fd_ = -1;
+};
+
+std::vector<std::string> python_server(std::vector<std::string> args) {
+  std::vector<std::string> argv{python, test_dir + "/servers.py"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+// Everything a client reported, with a condition variable to wait on.
+struct Recorder {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<MessageType, std::string>> messages;
+  std::vector<conduit::ClientFailure> errors;
+  std::vector<conduit::ClientStateEvent> states;
+  std::vector<Clock::time_point> state_times;
+  std::vector<Clock::time_point> error_times;
+  int opens = 0;
+  std::string subprotocol;
+
+  conduit::ClientHandlers handlers(bool with_messages = true) {
+    conduit::ClientHandlers h;
+    h.on_open = [this](const std::string& sp) {
+      std::lock_guard lock(mu);
+      ++opens;
+      subprotocol = sp;
+      cv.notify_all();
+    };
+    if (with_messages) {
+      h.on_message = [this](std::string_view data, MessageType type) {
+        std::lock_guard lock(mu);
+        messages.emplace_back(type, std::string(data));
+        cv.notify_all();
+      };
+    }
+    h.on_error = [this](const conduit::ClientFailure& f) {
+      std::lock_guard lock(mu);
+      errors.push_back(f);
+      error_times.push_back(Clock::now());
+      cv.notify_all();
+    };
+    h.on_state = [this](const conduit::ClientStateEvent& e) {
+      std::lock_guard lock(mu);
+      states.push_back(e);
+      state_times.push_back(Clock::now());
+      cv.notify_all();
+    };
+    return h;
+  }
+
+  template <class Pred>
+  bool wait_for(Pred pred, std::chrono::milliseconds timeout = 15s) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, timeout, pred);
+  }
+  std::size_t count_state(ClientState s) {
+    return static_cast<std::size_t>(
+        std::count_if(states.begin(), states.end(), [s](const auto& e) { return e.state == s; }));
+  }
+};
+
+std::string url_for(int port, const std::string& host = "127.0.0.1", const std::string& scheme = "ws") {
+  return scheme + "://" + host + ":" + std::to_string(port) + "/";
+}
+
+void expect_echo(Client& client, Recorder& rec) {
+  ASSERT_FALSE(client.send("hello"));
+  const std::string binary("\x00\x01\xff\x80", 4);
+  ASSERT_FALSE(client.send(binary, MessageType::Binary));
+  const std::string large(300000, 'L');
+  ASSERT_FALSE(client.send(large));
+  ASSERT_TRUE(rec.wait_for([&] { return rec.messages.size() >= 3; }));
+  std::lock_guard lock(rec.mu);
+  EXPECT_EQ(rec.messages[0], std::make_pair(MessageType::Text, std::string("hello")));
+  EXPECT_EQ(rec.messages[1], std::make_pair(MessageType::Binary, binary));
+  EXPECT_EQ(rec.messages[2], std::make_pair(MessageType::Text, large));
+}
+
+void close_and_wait(Client& client) {
+  client.close();
+  ASSERT_TRUE(client.wait(10s));
+  EXPECT_EQ(client.state(), ClientState::Closed);
+  EXPECT_FALSE(client.final_error());
+}
+
+TEST(ClientEcho, PythonWebsockets) {
+  ChildProcess server(python_server({"echo"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  Client client(url_for(port) + "some/path?q=1", {}, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  expect_echo(client, rec);
+  close_and_wait(client);
+}
+
+TEST(ClientEcho, NodeWs) {
+  ChildProcess server({node, test_dir + "/node_echo_server.js"});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  Client client(url_for(port), {}, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  expect_echo(client, rec);
+  close_and_wait(client);
+}
+
+TEST(ClientEcho, Conduitd) {
+  ChildProcess server({conduitd, "--listen", "127.0.0.1:0", "--mode", "echo", "--set",
+                       "limits.max_message_bytes=1048576"});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  Client client(url_for(port), {}, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  expect_echo(client, rec);
+  close_and_wait(client);
+}
+
+TEST(ClientEcho, Ipv6Loopback) {
+  ChildProcess server(python_server({"echo", "--host", "::1"}));
+  const int port = server.start();
+  if (port == 0) GTEST_SKIP() << "no IPv6 loopback on this machine";
+  Recorder rec;
+  Client client("ws://[::1]:" + std::to_string(port) + "/v6", {}, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  expect_echo(client, rec);
+  close_and_wait(client);
+}
+
+TEST(ClientEcho, SubprotocolSelected) {
+  ChildProcess server(python_server({"echo", "--subprotocol", "chat.v2"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.subprotocols = {"chat.v1", "chat.v2"};
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  EXPECT_EQ(client.subprotocol(), "chat.v2");
+  close_and_wait(client);
+}
+
+// The coroutine interface: co_await client.read() in an asio::awaitable.
+TEST(ClientEcho, CoroutineRead) {
+  ChildProcess server(python_server({"echo"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  boost::asio::io_context ctx;
+  Recorder rec;
+  Client client(ctx, url_for(port), {}, rec.handlers(/*with_messages=*/false));
+  client.start();
+  std::vector<std::string> received;
+  std::error_code end;
+  boost::asio::co_spawn(
+      ctx,
+      [&]() -> boost::asio::awaitable<void> {
+        for (int i = 0; i < 3; ++i) client.send("m" + std::to_string(i));
+        for (;;) {
+          auto [ec, msg] = co_await client.read();
+          if (ec) {
+            end = ec;
+            co_return;
+          }
+          received.push_back(msg.data);
+          if (received.size() == 3) client.close();
+        }
+      },
+      boost::asio::detached);
+  std::thread runner([&] { ctx.run_for(20s); });
+  ASSERT_TRUE(client.wait(20s));
+  runner.join();
+  EXPECT_EQ(received, (std::vector<std::string>{"m0", "m1", "m2"}));
+  EXPECT_EQ(end, ClientError::not_open);
+}
+
+TEST(ClientHandshake, RejectedWithStatusAndBody) {
+  ChildProcess server(python_server({"reject", "--status", "403", "--body", "origin not allowed"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.enabled = false;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(client.wait(15s));
+  std::lock_guard lock(rec.mu);
+  ASSERT_EQ(rec.errors.size(), 1u);
+  EXPECT_EQ(rec.errors[0].code, ClientError::handshake_rejected);
+  EXPECT_EQ(rec.errors[0].http_status, 403u);
+  EXPECT_EQ(rec.errors[0].http_body, "origin not allowed");
+  EXPECT_EQ(client.final_error(), ClientError::handshake_rejected);
+}
+
+TEST(ClientHandshake, BadAcceptKey) {
+  ChildProcess server(python_server({"bad-accept"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.enabled = false;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(client.wait(15s));
+  EXPECT_EQ(client.final_error(), ClientError::bad_accept_key);
+  std::lock_guard lock(rec.mu);
+  EXPECT_EQ(rec.opens, 0);
+}
+
+TEST(ClientHandshake, UnexpectedSubprotocol) {
+  ChildProcess server(python_server({"bad-subprotocol"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.enabled = false;
+  options.subprotocols = {"chat"};
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(client.wait(15s));
+  EXPECT_EQ(client.final_error(), ClientError::unexpected_subprotocol);
+  std::lock_guard lock(rec.mu);
+  ASSERT_EQ(rec.errors.size(), 1u);
+  EXPECT_EQ(rec.errors[0].subprotocol, "never-offered");
+}
+
+TEST(ClientHandshake, ConnectionRefusedIsTyped) {
+  // Bind and close a port so nothing listens on it.
+  boost::asio::io_context ctx;
+  boost::asio::ip::tcp::acceptor acceptor(ctx, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const int port = acceptor.local_endpoint().port();
+  acceptor.close();
+  conduit::ClientOptions options;
+  options.reconnect.enabled = false;
+  Client client(url_for(port), options);
+  client.start();
+  ASSERT_TRUE(client.wait(15s));
+  EXPECT_EQ(client.final_error(), ClientError::connection_refused);
+}
+
+TEST(ClientHandshake, InvalidUrlThrows) {
+  EXPECT_THROW(Client("http://example.com/"), std::system_error);
+  EXPECT_THROW(Client("ws://[::1/"), std::system_error);
+  EXPECT_THROW(Client("ws://host:99999/"), std::system_error);
+  EXPECT_THROW(Client("ws://host/#fragment"), std::system_error);
+}
+
+TEST(ClientReconnect, RetryAfterHonoured) {
+  ChildProcess server(python_server({"reject", "--status", "503", "--retry-after", "2", "--reject-count", "1"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.initial_delay = 50ms;  // without Retry-After it would retry within 50 ms
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }, 20s));
+  {
+    std::lock_guard lock(rec.mu);
+    ASSERT_FALSE(rec.errors.empty());
+    EXPECT_EQ(rec.errors[0].code, ClientError::handshake_rejected);
+    EXPECT_EQ(rec.errors[0].http_status, 503u);
+    auto reconnecting = std::find_if(rec.states.begin(), rec.states.end(),
+                                     [](const auto& e) { return e.state == ClientState::Reconnecting; });
+    ASSERT_NE(reconnecting, rec.states.end());
+    EXPECT_GE(reconnecting->delay, 2000ms);
+    // The second Connecting came at least 2 s after the 503.
+    std::vector<Clock::time_point> connecting;
+    for (std::size_t i = 0; i < rec.states.size(); ++i) {
+      if (rec.states[i].state == ClientState::Connecting) connecting.push_back(rec.state_times[i]);
+    }
+    ASSERT_GE(connecting.size(), 2u);
+    EXPECT_GE(connecting[1] - rec.error_times[0], 2000ms);
+  }
+  close_and_wait(client);
+}
+
+TEST(ClientReconnect, CloseTryAgainLaterWaitsForHint) {
+  ChildProcess server(python_server({"close-after", "--close-code", "1013", "--close-reason", "retry after 1"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.initial_delay = 10ms;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.count_state(ClientState::Reconnecting) >= 1; }));
+  {
+    std::lock_guard lock(rec.mu);
+    auto reconnecting = std::find_if(rec.states.begin(), rec.states.end(),
+                                     [](const auto& e) { return e.state == ClientState::Reconnecting; });
+    EXPECT_GE(reconnecting->delay, 1000ms);
+    EXPECT_EQ(reconnecting->error, ClientError::closed_by_server);
+  }
+  client.close();
+  ASSERT_TRUE(client.wait(10s));
+}
+
+// Server killed and restarted on the same port: the client comes back within
+// the backoff bound; the attempt counter grows while connections do not stay
+// up for healthy_after, and resets once one does.
+TEST(ClientReconnect, ServerRestartBackoffAndHealthyReset) {
+  ChildProcess first(python_server({"echo"}));
+  const int port = first.start();
+  ASSERT_GT(port, 0);
+  const std::string port_text = std::to_string(port);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.initial_delay = 100ms;
+  options.reconnect.max_delay = 1600ms;
+  options.reconnect.healthy_after = 1500ms;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+
+  first.kill_and_wait(SIGKILL);
+  // Several failed attempts while it is down.
+  ASSERT_TRUE(rec.wait_for([&] { return client.attempt() >= 4; }, 20s));
+  ChildProcess second(python_server({"echo", "--port", port_text}));
+  ASSERT_EQ(second.start(), port);
+  const auto back_at = Clock::now();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 2; }, 20s));
+  const auto reopened_after = Clock::now() - back_at;
+  {
+    std::lock_guard lock(rec.mu);
+    // Every Reconnecting delay stays inside its full-jitter window.
+    for (const auto& e : rec.states) {
+      if (e.state != ClientState::Reconnecting) continue;
+      const auto window = std::min<long long>(1600, 100LL << std::min(e.attempt - 1, 20u));
+      EXPECT_LE(e.delay.count(), window) << "attempt " << e.attempt;
+    }
+  }
+  // The wait pending when the server came back is at most one max_delay window.
+  EXPECT_LE(reopened_after, 1600ms + 1000ms);
+  const unsigned attempts_before = client.attempt();
+  EXPECT_GE(attempts_before, 4u);  // not reset by the bare reconnect
+
+  // Dropped again before healthy_after: the counter keeps growing.
+  second.kill_and_wait(SIGKILL);
+  ASSERT_TRUE(rec.wait_for([&] { return client.attempt() > attempts_before; }, 20s));
+  ChildProcess third(python_server({"echo", "--port", port_text}));
+  ASSERT_EQ(third.start(), port);
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 3; }, 20s));
+  EXPECT_GT(client.attempt(), attempts_before);
+
+  // Stays up past healthy_after: the next loss starts again from attempt 1.
+  std::this_thread::sleep_for(options.reconnect.healthy_after + 300ms);  // the healthy period under test
+  std::size_t reconnects_before;
+  {
+    std::lock_guard lock(rec.mu);
+    reconnects_before = rec.count_state(ClientState::Reconnecting);
+  }
+  third.kill_and_wait(SIGKILL);
+  ASSERT_TRUE(rec.wait_for([&] { return rec.count_state(ClientState::Reconnecting) > reconnects_before; }));
+  {
+    std::lock_guard lock(rec.mu);
+    auto last = std::find_if(rec.states.rbegin(), rec.states.rend(),
+                             [](const auto& e) { return e.state == ClientState::Reconnecting; });
+    EXPECT_EQ(last->attempt, 1u);
+    EXPECT_LE(last->delay, 100ms);
+  }
+  client.close();
+  ASSERT_TRUE(client.wait(10s));
+}
+
+TEST(ClientReconnect, OfflineQueueDeliveredInOrder) {
+  ChildProcess first(python_server({"echo"}));
+  const int port = first.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.initial_delay = 100ms;
+  options.reconnect.max_delay = 400ms;
+  options.offline_queue_bytes = 4096;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  first.kill_and_wait(SIGKILL);
+  ASSERT_TRUE(rec.wait_for([&] { return rec.count_state(ClientState::Reconnecting) >= 1; }));
+  for (int i = 0; i < 200; ++i) ASSERT_FALSE(client.send("msg-" + std::to_string(i))) << i;
+  // Bounded: what does not fit is refused, not silently dropped.
+  EXPECT_EQ(client.send(std::string(4096, 'x')), ClientError::offline_queue_full);
+  ChildProcess second(python_server({"echo", "--port", std::to_string(port)}));
+  ASSERT_EQ(second.start(), port);
+  ASSERT_TRUE(rec.wait_for([&] { return rec.messages.size() >= 200; }, 20s));
+  {
+    std::lock_guard lock(rec.mu);
+    ASSERT_EQ(rec.messages.size(), 200u);
+    for (int i = 0; i < 200; ++i) EXPECT_EQ(rec.messages[i].second, "msg-" + std::to_string(i));
+  }
+  close_and_wait(client);
+}
+
+TEST(ClientReconnect, OfflineQueueZeroRejects) {
+  conduit::ClientOptions options;
+  options.offline_queue_bytes = 0;
+  Client client("ws://127.0.0.1:9/", options);
+  EXPECT_EQ(client.send("x"), ClientError::offline_queue_full);
+}
+
+// A TCP proxy that can silently stop forwarding while keeping both sockets
+// open: what a NAT eviction looks like to the endpoints.
+class BlackholeProxy {
+ public:
+  explicit BlackholeProxy(int upstream_port)
+      : acceptor_(ctx_, {boost::asio::ip::make_address("127.0.0.1"), 0}), upstream_port_(upstream_port) {
+    accept();
+    thread_ = std::thread([this] { ctx_.run(); });
+  }
+  ~BlackholeProxy() {
+    ctx_.stop();
+    thread_.join();
+  }
+  int port() const { return acceptor_.local_endpoint().port(); }
+  void set_blackhole(bool on) { blackhole_.store(on); }
+
+ private:
+  using tcp = boost::asio::ip::tcp;
+  struct Pair {
+    explicit Pair(boost::asio::io_context& ctx) : client(ctx), server(ctx) {}
+    tcp::socket client, server;
+    std::array<char, 16384> up{}, down{};
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+      if (ec) return;
+      auto pair = std::make_shared<Pair>(ctx_);
+      pair->client = std::move(s);
+      pair->server.async_connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(upstream_port_)},
+                                 [this, pair](boost::system::error_code cec) {
+                                   if (cec) return;
+                                   pump(pair, pair->client, pair->server, pair->up);
+                                   pump(pair, pair->server, pair->client, pair->down);
+                                 });
+      accept();
+    });
+  }
+
+  void pump(std::shared_ptr<Pair> pair, tcp::socket& from, tcp::socket& to, std::array<char, 16384>& buf) {
+    from.async_read_some(boost::asio::buffer(buf), [this, pair, &from, &to, &buf](boost::system::error_code ec,
+                                                                                  std::size_t n) {
+      if (ec) return;
+      if (blackhole_.load()) {  // swallow: no RST, no FIN, nothing
+        pump(pair, from, to, buf);
+        return;
+      }
+      boost::asio::async_write(to, boost::asio::buffer(buf.data(), n),
+                               [this, pair, &from, &to, &buf](boost::system::error_code wec, std::size_t) {
+                                 if (!wec) pump(pair, from, to, buf);
+                               });
+    });
+  }
+
+  boost::asio::io_context ctx_;
+  tcp::acceptor acceptor_;
+  int upstream_port_;
+  std::atomic<bool> blackhole_{false};
+  std::thread thread_;
+};
+
+TEST(ClientHeartbeat, PongTimeoutThroughSilentProxy) {
+  ChildProcess server(python_server({"echo"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  BlackholeProxy proxy(port);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.ping_interval = 200ms;
+  options.pong_timeout = 300ms;
+  options.reconnect.initial_delay = 50ms;
+  Client client(url_for(proxy.port()), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  // Pings are answered while the path works: no error over several intervals.
+  ASSERT_FALSE(client.send("alive"));
+  ASSERT_TRUE(rec.wait_for([&] { return !rec.messages.empty(); }));
+  proxy.set_blackhole(true);
+  const auto silenced_at = Clock::now();
+  ASSERT_TRUE(rec.wait_for([&] {
+    return std::any_of(rec.errors.begin(), rec.errors.end(),
+                       [](const auto& f) { return f.code == ClientError::pong_timeout; });
+  }));
+  // Detected within one ping interval plus the pong timeout (plus scheduling slack).
+  EXPECT_LE(Clock::now() - silenced_at, 200ms + 300ms + 700ms);
+  {
+    std::lock_guard lock(rec.mu);
+    EXPECT_EQ(rec.opens, 1);
+  }
+  // ... and the client reconnects once the path works again.
+  proxy.set_blackhole(false);
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens >= 2; }));
+  close_and_wait(client);
+}
+
+// ---- TLS ------------------------------------------------------------------------------
+
+struct TlsFiles {
+  std::filesystem::path dir;
+  bool ok = false;
+};
+
+// A CA, a server certificate it signs (localhost + 127.0.0.1), and an unrelated CA.
+TlsFiles make_tls_files() {
+  TlsFiles f;
+  f.dir = std::filesystem::temp_directory_path() / ("conduit-client-tls-" + std::to_string(getpid()));
+  std::filesystem::create_directories(f.dir);
+  const std::string d = f.dir.string();
+  const std::string script =
+      "set -e; cd '" + d +
+      "'; "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=conduit test CA' "
+      "2>/dev/null; "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.pem -days 2 -subj '/CN=other CA' "
+      "2>/dev/null; "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=localhost' 2>/dev/null; "
+      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext; "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
+      "-extfile san.ext 2>/dev/null; "
+      "openssl req -newkey rsa:2048 -nodes -keyout wrong.key -out wrong.csr -subj '/CN=other.example' 2>/dev/null; "
+      "printf 'subjectAltName=DNS:other.example\\n' > wrong.ext; "
+      "openssl x509 -req -in wrong.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out wrong.pem -days 2 "
+      "-extfile wrong.ext 2>/dev/null";
+  f.ok = std::system(("sh -c \"" + script + "\"").c_str()) == 0;
+  return f;
+}
+
+TEST(ClientTls, OwnCaVerifies) {
+  TlsFiles tls = make_tls_files();
+  ASSERT_TRUE(tls.ok);
+  ChildProcess server(python_server({"echo", "--cert", (tls.dir / "server.pem").string(), "--key",
+                                     (tls.dir / "server.key").string()}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  for (const std::string host : {"localhost", "127.0.0.1"}) {  // SNI + DNS name; IP SAN
+    Recorder rec;
+    conduit::ClientOptions options;
+    options.ca_file = (tls.dir / "ca.pem").string();
+    options.reconnect.enabled = false;
+    Client client(url_for(port, host, "wss"), options, rec.handlers());
+    client.start();
+    ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1 || !rec.errors.empty(); })) << host;
+    {
+      std::lock_guard lock(rec.mu);
+      ASSERT_TRUE(rec.errors.empty()) << host << ": " << rec.errors[0].message();
+    }
+    expect_echo(client, rec);
+    close_and_wait(client);
+  }
+  std::filesystem::remove_all(tls.dir);
+}
+
+TEST(ClientTls, WrongCaIsAClearTlsError) {
+  TlsFiles tls = make_tls_files();
+  ASSERT_TRUE(tls.ok);
+  ChildProcess server(python_server({"echo", "--cert", (tls.dir / "server.pem").string(), "--key",
+                                     (tls.dir / "server.key").string()}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.ca_file = (tls.dir / "other-ca.pem").string();
+  options.reconnect.enabled = false;
+  Client client(url_for(port, "localhost", "wss"), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(client.wait(15s));
+  EXPECT_EQ(client.final_error(), ClientError::tls_failure);
+  {
+    std::lock_guard lock(rec.mu);
+    ASSERT_EQ(rec.errors.size(), 1u);
+    EXPECT_NE(rec.errors[0].detail.find("certificate verify failed"), std::string::npos) << rec.errors[0].detail;
+    EXPECT_NE(rec.errors[0].message().find("unable to get local issuer certificate"), std::string::npos)
+        << rec.errors[0].message();
+    EXPECT_EQ(rec.opens, 0);
+  }
+
+  // Right CA, but the certificate names another host: refused too.
+  ChildProcess wrong_name_server(python_server({"echo", "--cert", (tls.dir / "wrong.pem").string(), "--key",
+                                                (tls.dir / "wrong.key").string()}));
+  const int wrong_name_port = wrong_name_server.start();
+  ASSERT_GT(wrong_name_port, 0);
+  Recorder rec2;
+  options.ca_file = (tls.dir / "ca.pem").string();
+  Client wrong_host(url_for(wrong_name_port, "localhost", "wss"), options, rec2.handlers());
+  wrong_host.start();
+  ASSERT_TRUE(wrong_host.wait(15s));
+  EXPECT_EQ(wrong_host.final_error(), ClientError::tls_failure);
+
+  // insecure skips verification (tests only).
+  Recorder rec3;
+  options.ca_file = (tls.dir / "other-ca.pem").string();
+  options.insecure = true;
+  Client insecure(url_for(port, "localhost", "wss"), options, rec3.handlers());
+  insecure.start();
+  ASSERT_TRUE(rec3.wait_for([&] { return rec3.opens == 1; }));
+  close_and_wait(insecure);
+  std::filesystem::remove_all(tls.dir);
+}
+
+// ---- reconnect storm ------------------------------------------------------------------------
+
+// 500 clients lose their server, which is down for 3 s and then back. Full jitter
+// must spread the reconnects: no 100 ms window after the restart may hold more
+// than 10% of them. Prints the distribution.
+TEST(ClientStorm, FiveHundredClientsSpreadOut) {
+  constexpr int clients_count = 500;
+  ChildProcess first(python_server({"echo"}));
+  const int port = first.start();
+  ASSERT_GT(port, 0);
+
+  boost::asio::io_context ctx;  // all clients share one I/O thread
+  auto guard = boost::asio::make_work_guard(ctx);
+  std::thread io([&] { ctx.run(); });
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int opens = 0;
+  int lost = 0;
+  std::vector<Clock::time_point> reopen_times;
+  bool measuring = false;
+  std::vector<std::unique_ptr<Client>> clients;
+  conduit::ClientOptions options;  // library defaults: initial 500ms, max 30s
+  options.ping_interval = 0ms;
+  for (int i = 0; i < clients_count; ++i) {
+    conduit::ClientHandlers h;
+    h.on_open = [&](const std::string&) {
+      std::lock_guard lock(mu);
+      ++opens;
+      if (measuring) reopen_times.push_back(Clock::now());
+      cv.notify_all();
+    };
+    h.on_close = [&](std::uint16_t, std::string_view, bool) {
+      std::lock_guard lock(mu);
+      ++lost;
+      cv.notify_all();
+    };
+    clients.push_back(std::make_unique<Client>(ctx, url_for(port), options, h));
+    clients.back()->start();
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 60s, [&] { return opens == clients_count; })) << opens;
+  }
+  first.kill_and_wait(SIGKILL);
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return lost == clients_count; })) << lost;
+    measuring = true;
+  }
+  std::this_thread::sleep_for(3s);  // the outage under test
+  ChildProcess second(python_server({"echo", "--port", std::to_string(port)}));
+  ASSERT_EQ(second.start(), port);
+  const auto back_at = Clock::now();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 90s, [&] { return reopen_times.size() == clients_count; })) << reopen_times.size();
+  }
+  std::map<long long, int> windows;
+  long long last_window = 0;
+  for (auto t : reopen_times) {
+    const long long w = std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(t - back_at).count() / 100);
+    ++windows[w];
+    last_window = std::max(last_window, w);
+  }
+  int busiest = 0;
+  std::printf("reconnect storm: %d clients, server down 3 s; reconnects per 100 ms window after it was back:\n",
+              clients_count);
+  for (long long w = 0; w <= last_window; ++w) {
+    const int n = windows.count(w) ? windows[w] : 0;
+    busiest = std::max(busiest, n);
+    std::printf("  %5lld-%5lld ms %4d %s\n", w * 100, w * 100 + 100, n, std::string(static_cast<std::size_t>(n), '#').c_str());
+  }
+  std::printf("busiest window: %d of %d (%.1f%%); all back after %lld ms\n", busiest, clients_count,
+              100.0 * busiest / clients_count, (last_window + 1) * 100);
+  EXPECT_LE(busiest, clients_count / 10);
+
+  for (auto& c : clients) c->close();
+  for (auto& c : clients) EXPECT_TRUE(c->wait(30s));
+  clients.clear();
+  guard.reset();
+  io.join();
+}
+
+}  // namespace
