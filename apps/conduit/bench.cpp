@@ -74,7 +74,8 @@ std::function<int()> add_bench_commands(CLI::App& app) {
   fanout->add_option("--messages", flags->messages, "messages to publish (default 1000)");
   fanout->add_option("--timeout", flags->fanout_timeout, "give up after this long (default 120s)");
   fanout->add_option("--threads", flags->threads, "load generator threads (default 1)");
-  fanout->add_option("--server-pid", flags->server_pid, "report this process's CPU seconds and deliveries per CPU-second");
+  fanout->add_option("--server-pid", flags->server_pid,
+                     "report this process's CPU seconds and deliveries per CPU-second");
   fanout->add_flag("--json", flags->json, "print the report as one JSON object");
 
   return [flags, bench, fanout]() -> int {

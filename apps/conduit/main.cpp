@@ -138,7 +138,7 @@ struct Outcome {
   std::mutex mu;
   bool ever_opened = false;
   bool app_closed = false;
-  std::error_code last_error;   // of the last connection or attempt; cleared on open
+  std::error_code last_error;    // of the last connection or attempt; cleared on open
   std::uint16_t close_code = 0;  // of the last connection
 
   int exit_status() {
@@ -166,8 +166,7 @@ ClientHandlers make_reporting_handlers(Outcome& outcome, bool quiet_open) {
       outcome.close_code = 0;
     }
     if (!quiet_open) {
-      std::fprintf(stderr, "conduit: open%s%s\n", subprotocol.empty() ? "" : ", subprotocol ",
-                   subprotocol.c_str());
+      std::fprintf(stderr, "conduit: open%s%s\n", subprotocol.empty() ? "" : ", subprotocol ", subprotocol.c_str());
     }
   };
   h.on_close = [&outcome](std::uint16_t code, std::string_view reason, bool by_server) {

@@ -105,20 +105,20 @@ const char* to_string(ClientState s) noexcept;
 
 struct ClientStateEvent {
   ClientState state = ClientState::Idle;
-  unsigned attempt = 0;       // consecutive failures so far (Connecting/Reconnecting)
-  ClientDuration delay{0};    // Reconnecting: the wait before the next attempt
-  std::error_code error;      // why the previous connection ended or attempt failed, if it did
+  unsigned attempt = 0;     // consecutive failures so far (Connecting/Reconnecting)
+  ClientDuration delay{0};  // Reconnecting: the wait before the next attempt
+  std::error_code error;    // why the previous connection ended or attempt failed, if it did
 };
 
 // A failure, with everything known about it.
 struct ClientFailure {
-  std::error_code code;           // a ClientError (client_category())
-  std::string detail;             // human explanation: OS / OpenSSL reason, parser reason...
-  unsigned http_status = 0;       // handshake_rejected: the status
-  std::string http_body;          // handshake_rejected: the response body (first 4 KiB)
-  std::string subprotocol;        // unexpected_subprotocol: what the server selected
-  std::uint16_t close_code = 0;   // closed_by_server / protocol errors: the close code
-  std::string message() const;    // one line: code message + detail
+  std::error_code code;          // a ClientError (client_category())
+  std::string detail;            // human explanation: OS / OpenSSL reason, parser reason...
+  unsigned http_status = 0;      // handshake_rejected: the status
+  std::string http_body;         // handshake_rejected: the response body (first 4 KiB)
+  std::string subprotocol;       // unexpected_subprotocol: what the server selected
+  std::uint16_t close_code = 0;  // closed_by_server / protocol errors: the close code
+  std::string message() const;   // one line: code message + detail
 };
 
 struct ClientMessage {

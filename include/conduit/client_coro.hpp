@@ -16,8 +16,8 @@
 // are queued up to ClientOptions::read_queue_bytes, then the client stops
 // reading the socket until read() catches up.
 #pragma once
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <memory>
 #include <system_error>
@@ -36,9 +36,8 @@ struct ReadInitiation {
     auto shared = std::make_shared<std::decay_t<Handler>>(std::forward<Handler>(handler));
     client->async_read([shared](std::error_code ec, ClientMessage message) {
       auto executor = boost::asio::get_associated_executor(*shared);
-      boost::asio::dispatch(executor, [shared, ec, message = std::move(message)]() mutable {
-        (*shared)(ec, std::move(message));
-      });
+      boost::asio::dispatch(
+          executor, [shared, ec, message = std::move(message)]() mutable { (*shared)(ec, std::move(message)); });
     });
   }
 };

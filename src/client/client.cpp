@@ -252,8 +252,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       if (c->opened) {
         co_await run_open(c);
         if (Clock::now() - c->opened_at >= opt.reconnect.healthy_after) attempt.store(0);
-        if (c->got_close && (c->close_code == close_code::service_restart ||
-                             c->close_code == close_code::try_again_later)) {
+        if (c->got_close &&
+            (c->close_code == close_code::service_restart || c->close_code == close_code::try_again_later)) {
           // Without a hint in the reason, at least initial_delay: a restarting or
           // overloaded server must not see its clients come back at once.
           hint = parse_close_retry_hint(c->close_reason).value_or(opt.reconnect.initial_delay);
@@ -361,9 +361,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     auto [cec, endpoint] = co_await asio::async_connect(c->socket(), endpoints, use_tuple);
     if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
     if (wd->expired) {
-      co_return fail(make_failure(ClientError::connect_timeout,
-                                  url.host + ":" + std::to_string(url.port) + " after " +
-                                      std::to_string(opt.connect_timeout.count()) + " ms"));
+      co_return fail(make_failure(
+          ClientError::connect_timeout,
+          url.host + ":" + std::to_string(url.port) + " after " + std::to_string(opt.connect_timeout.count()) + " ms"));
     }
     if (cec) {
       co_return fail(make_failure(classify_transport_error(cec),
@@ -376,9 +376,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     // TLS + HTTP upgrade under handshake_timeout.
     wd = arm_watchdog(c, opt.handshake_timeout);
     auto timed_out = [&] {
-      return fail(make_failure(ClientError::handshake_timeout,
-                               "no complete handshake within " + std::to_string(opt.handshake_timeout.count()) +
-                                   " ms"));
+      return fail(
+          make_failure(ClientError::handshake_timeout,
+                       "no complete handshake within " + std::to_string(opt.handshake_timeout.count()) + " ms"));
     };
     if (c->tls) {
       if (!url.host_is_ip) SSL_set_tlsext_host_name(c->tls->native_handle(), url.host.c_str());
@@ -395,9 +395,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         std::string detail = hec.message();
         const long verify = SSL_get_verify_result(c->tls->native_handle());
         if (verify != X509_V_OK) detail += ": " + std::string(X509_verify_cert_error_string(verify));
-        co_return fail(make_failure(hec.category() == asio::error::get_ssl_category()
-                                        ? ClientError::tls_failure
-                                        : classify_transport_error(hec),
+        co_return fail(make_failure(hec.category() == asio::error::get_ssl_category() ? ClientError::tls_failure
+                                                                                      : classify_transport_error(hec),
                                     detail));
       }
     }
@@ -412,7 +411,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     (void)wn;
     if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
     if (wd->expired) co_return timed_out();
-    if (wec) co_return fail(make_failure(classify_transport_error(wec), "sending the upgrade request: " + wec.message()));
+    if (wec)
+      co_return fail(make_failure(classify_transport_error(wec), "sending the upgrade request: " + wec.message()));
 
     boost::beast::flat_buffer buffer;
     http::response_parser<http::string_body> response_parser;
@@ -453,8 +453,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     if (!wire::header_has_token(response[http::field::upgrade], "websocket") ||
         !wire::header_has_token(response[http::field::connection], "upgrade")) {
-      co_return fail(make_failure(ClientError::bad_handshake_response,
-                                  "101 without Upgrade: websocket and Connection: upgrade"));
+      co_return fail(
+          make_failure(ClientError::bad_handshake_response, "101 without Upgrade: websocket and Connection: upgrade"));
     }
     const std::string expected_accept = wire::compute_accept_key(key);
     const std::string_view accept = response[http::field::sec_websocket_accept];
@@ -492,8 +492,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     {
       std::lock_guard lock(mu);
       for (auto& m : offline) {
-        c->wq.push_back(Outgoing{m.type == MessageType::Binary ? wire::Opcode::Binary : wire::Opcode::Text,
-                                 std::move(m.data)});
+        c->wq.push_back(
+            Outgoing{m.type == MessageType::Binary ? wire::Opcode::Binary : wire::Opcode::Text, std::move(m.data)});
       }
       pending_send_bytes += offline_bytes;
       offline.clear();
@@ -545,8 +545,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       pending_send_bytes -= std::min(pending_send_bytes, o.payload.size());
       if (app_closed) continue;
       offline_bytes += o.payload.size();
-      back.push_back(ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text,
-                                   std::move(o.payload)});
+      back.push_back(
+          ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text, std::move(o.payload)});
     }
     c.wq.clear();
     offline.insert(offline.begin(), std::make_move_iterator(back.begin()), std::make_move_iterator(back.end()));
@@ -819,9 +819,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};  // the Client is being destroyed
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::deque<ClientMessage> offline;  // guarded by mu
-  std::size_t offline_bytes = 0;      // guarded by mu
-  bool out_open = false;              // guarded by mu: sends go to the strand
+  std::deque<ClientMessage> offline;   // guarded by mu
+  std::size_t offline_bytes = 0;       // guarded by mu
+  bool out_open = false;               // guarded by mu: sends go to the strand
   std::size_t pending_send_bytes = 0;  // guarded by mu: accepted while open, not yet written
   bool app_closed = false;             // guarded by mu
   bool finished = false;               // guarded by mu
@@ -888,12 +888,13 @@ std::error_code Client::send(std::string_view data, MessageType type) {
     }
     d.pending_send_bytes += data.size();
     // Posted while holding mu: the strand sees sends in the order send() accepted them.
-    asio::post(d.strand, [impl = impl_, o = Outgoing{type == MessageType::Binary ? wire::Opcode::Binary
-                                                                                 : wire::Opcode::Text,
-                                                     std::string(data)}]() mutable { impl->on_send(std::move(o)); });
+    asio::post(d.strand,
+               [impl = impl_, o = Outgoing{type == MessageType::Binary ? wire::Opcode::Binary : wire::Opcode::Text,
+                                           std::string(data)}]() mutable { impl->on_send(std::move(o)); });
     return {};
   }
-  if (d.offline_bytes + data.size() > d.opt.offline_queue_bytes) return make_error_code(ClientError::offline_queue_full);
+  if (d.offline_bytes + data.size() > d.opt.offline_queue_bytes)
+    return make_error_code(ClientError::offline_queue_full);
   d.offline_bytes += data.size();
   d.offline.push_back(ClientMessage{type, std::string(data)});
   return {};

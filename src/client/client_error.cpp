@@ -75,42 +75,72 @@ const std::error_category& client_category() noexcept {
 
 const char* to_string(ClientError e) noexcept {
   switch (e) {
-    case ClientError::invalid_url: return "invalid_url";
-    case ClientError::dns_failure: return "dns_failure";
-    case ClientError::connection_refused: return "connection_refused";
-    case ClientError::connection_reset: return "connection_reset";
-    case ClientError::connection_aborted: return "connection_aborted";
-    case ClientError::network_unreachable: return "network_unreachable";
-    case ClientError::connect_timeout: return "connect_timeout";
-    case ClientError::tls_failure: return "tls_failure";
-    case ClientError::handshake_timeout: return "handshake_timeout";
-    case ClientError::handshake_rejected: return "handshake_rejected";
-    case ClientError::bad_handshake_response: return "bad_handshake_response";
-    case ClientError::bad_accept_key: return "bad_accept_key";
-    case ClientError::unexpected_subprotocol: return "unexpected_subprotocol";
-    case ClientError::unexpected_extension: return "unexpected_extension";
-    case ClientError::message_too_big: return "message_too_big";
-    case ClientError::protocol_error: return "protocol_error";
-    case ClientError::invalid_payload: return "invalid_payload";
-    case ClientError::pong_timeout: return "pong_timeout";
-    case ClientError::closed_by_server: return "closed_by_server";
-    case ClientError::offline_queue_full: return "offline_queue_full";
-    case ClientError::send_queue_full: return "send_queue_full";
-    case ClientError::not_open: return "not_open";
-    case ClientError::max_attempts_reached: return "max_attempts_reached";
-    case ClientError::operation_aborted: return "operation_aborted";
+    case ClientError::invalid_url:
+      return "invalid_url";
+    case ClientError::dns_failure:
+      return "dns_failure";
+    case ClientError::connection_refused:
+      return "connection_refused";
+    case ClientError::connection_reset:
+      return "connection_reset";
+    case ClientError::connection_aborted:
+      return "connection_aborted";
+    case ClientError::network_unreachable:
+      return "network_unreachable";
+    case ClientError::connect_timeout:
+      return "connect_timeout";
+    case ClientError::tls_failure:
+      return "tls_failure";
+    case ClientError::handshake_timeout:
+      return "handshake_timeout";
+    case ClientError::handshake_rejected:
+      return "handshake_rejected";
+    case ClientError::bad_handshake_response:
+      return "bad_handshake_response";
+    case ClientError::bad_accept_key:
+      return "bad_accept_key";
+    case ClientError::unexpected_subprotocol:
+      return "unexpected_subprotocol";
+    case ClientError::unexpected_extension:
+      return "unexpected_extension";
+    case ClientError::message_too_big:
+      return "message_too_big";
+    case ClientError::protocol_error:
+      return "protocol_error";
+    case ClientError::invalid_payload:
+      return "invalid_payload";
+    case ClientError::pong_timeout:
+      return "pong_timeout";
+    case ClientError::closed_by_server:
+      return "closed_by_server";
+    case ClientError::offline_queue_full:
+      return "offline_queue_full";
+    case ClientError::send_queue_full:
+      return "send_queue_full";
+    case ClientError::not_open:
+      return "not_open";
+    case ClientError::max_attempts_reached:
+      return "max_attempts_reached";
+    case ClientError::operation_aborted:
+      return "operation_aborted";
   }
   return "unknown";
 }
 
 const char* to_string(ClientState s) noexcept {
   switch (s) {
-    case ClientState::Idle: return "idle";
-    case ClientState::Connecting: return "connecting";
-    case ClientState::Open: return "open";
-    case ClientState::Closing: return "closing";
-    case ClientState::Reconnecting: return "reconnecting";
-    case ClientState::Closed: return "closed";
+    case ClientState::Idle:
+      return "idle";
+    case ClientState::Connecting:
+      return "connecting";
+    case ClientState::Open:
+      return "open";
+    case ClientState::Closing:
+      return "closing";
+    case ClientState::Reconnecting:
+      return "reconnecting";
+    case ClientState::Closed:
+      return "closed";
   }
   return "unknown";
 }

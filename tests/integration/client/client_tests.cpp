@@ -219,8 +219,8 @@ TEST(ClientEcho, NodeWs) {
 }
 
 TEST(ClientEcho, Conduitd) {
-  ChildProcess server({conduitd, "--listen", "127.0.0.1:0", "--mode", "echo", "--set",
-                       "limits.max_message_bytes=1048576"});
+  ChildProcess server(
+      {conduitd, "--listen", "127.0.0.1:0", "--mode", "echo", "--set", "limits.max_message_bytes=1048576"});
   const int port = server.start();
   ASSERT_GT(port, 0);
   Recorder rec;
@@ -543,29 +543,30 @@ class BlackholeProxy {
       if (ec) return;
       auto pair = std::make_shared<Pair>(ctx_);
       pair->client = std::move(s);
-      pair->server.async_connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(upstream_port_)},
-                                 [this, pair](boost::system::error_code cec) {
-                                   if (cec) return;
-                                   pump(pair, pair->client, pair->server, pair->up);
-                                   pump(pair, pair->server, pair->client, pair->down);
-                                 });
+      pair->server.async_connect(
+          {boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(upstream_port_)},
+          [this, pair](boost::system::error_code cec) {
+            if (cec) return;
+            pump(pair, pair->client, pair->server, pair->up);
+            pump(pair, pair->server, pair->client, pair->down);
+          });
       accept();
     });
   }
 
   void pump(std::shared_ptr<Pair> pair, tcp::socket& from, tcp::socket& to, std::array<char, 16384>& buf) {
-    from.async_read_some(boost::asio::buffer(buf), [this, pair, &from, &to, &buf](boost::system::error_code ec,
-                                                                                  std::size_t n) {
-      if (ec) return;
-      if (blackhole_.load()) {  // swallow: no RST, no FIN, nothing
-        pump(pair, from, to, buf);
-        return;
-      }
-      boost::asio::async_write(to, boost::asio::buffer(buf.data(), n),
-                               [this, pair, &from, &to, &buf](boost::system::error_code wec, std::size_t) {
-                                 if (!wec) pump(pair, from, to, buf);
-                               });
-    });
+    from.async_read_some(
+        boost::asio::buffer(buf), [this, pair, &from, &to, &buf](boost::system::error_code ec, std::size_t n) {
+          if (ec) return;
+          if (blackhole_.load()) {  // swallow: no RST, no FIN, nothing
+            pump(pair, from, to, buf);
+            return;
+          }
+          boost::asio::async_write(to, boost::asio::buffer(buf.data(), n),
+                                   [this, pair, &from, &to, &buf](boost::system::error_code wec, std::size_t) {
+                                     if (!wec) pump(pair, from, to, buf);
+                                   });
+        });
   }
 
   boost::asio::io_context ctx_;
@@ -644,8 +645,8 @@ TlsFiles make_tls_files() {
 TEST(ClientTls, OwnCaVerifies) {
   TlsFiles tls = make_tls_files();
   ASSERT_TRUE(tls.ok);
-  ChildProcess server(python_server({"echo", "--cert", (tls.dir / "server.pem").string(), "--key",
-                                     (tls.dir / "server.key").string()}));
+  ChildProcess server(
+      python_server({"echo", "--cert", (tls.dir / "server.pem").string(), "--key", (tls.dir / "server.key").string()}));
   const int port = server.start();
   ASSERT_GT(port, 0);
   for (const std::string host : {"localhost", "127.0.0.1"}) {  // SNI + DNS name; IP SAN
@@ -669,8 +670,8 @@ TEST(ClientTls, OwnCaVerifies) {
 TEST(ClientTls, WrongCaIsAClearTlsError) {
   TlsFiles tls = make_tls_files();
   ASSERT_TRUE(tls.ok);
-  ChildProcess server(python_server({"echo", "--cert", (tls.dir / "server.pem").string(), "--key",
-                                     (tls.dir / "server.key").string()}));
+  ChildProcess server(
+      python_server({"echo", "--cert", (tls.dir / "server.pem").string(), "--key", (tls.dir / "server.key").string()}));
   const int port = server.start();
   ASSERT_GT(port, 0);
   Recorder rec;
@@ -691,8 +692,8 @@ TEST(ClientTls, WrongCaIsAClearTlsError) {
   }
 
   // Right CA, but the certificate names another host: refused too.
-  ChildProcess wrong_name_server(python_server({"echo", "--cert", (tls.dir / "wrong.pem").string(), "--key",
-                                                (tls.dir / "wrong.key").string()}));
+  ChildProcess wrong_name_server(
+      python_server({"echo", "--cert", (tls.dir / "wrong.pem").string(), "--key", (tls.dir / "wrong.key").string()}));
   const int wrong_name_port = wrong_name_server.start();
   ASSERT_GT(wrong_name_port, 0);
   Recorder rec2;
@@ -774,7 +775,8 @@ TEST(ClientStorm, FiveHundredClientsSpreadOut) {
   std::map<long long, int> windows;
   long long last_window = 0;
   for (auto t : reopen_times) {
-    const long long w = std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(t - back_at).count() / 100);
+    const long long w =
+        std::max<long long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(t - back_at).count() / 100);
     ++windows[w];
     last_window = std::max(last_window, w);
   }
@@ -784,7 +786,8 @@ TEST(ClientStorm, FiveHundredClientsSpreadOut) {
   for (long long w = 0; w <= last_window; ++w) {
     const int n = windows.count(w) ? windows[w] : 0;
     busiest = std::max(busiest, n);
-    std::printf("  %5lld-%5lld ms %4d %s\n", w * 100, w * 100 + 100, n, std::string(static_cast<std::size_t>(n), '#').c_str());
+    std::printf("  %5lld-%5lld ms %4d %s\n", w * 100, w * 100 + 100, n,
+                std::string(static_cast<std::size_t>(n), '#').c_str());
   }
   std::printf("busiest window: %d of %d (%.1f%%); all back after %lld ms\n", busiest, clients_count,
               100.0 * busiest / clients_count, (last_window + 1) * 100);
