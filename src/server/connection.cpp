@@ -80,7 +80,10 @@ void Connection::start() {
   }
   started_ms_ = last_rx_ms_ = loop_.now_ms();
   loop_of(loop_).add(this);
-  arm_read();
+  // Read speculatively before waiting: the request may already be here, and
+  // its readiness edge may have been consumed by the reactor before this
+  // connection existed (edge-triggered epoll reports an edge once).
+  on_readable();
 }
 
 // ---------------------------------------------------------------- reading
@@ -113,8 +116,14 @@ void Connection::on_readable() {
   loop.in_batch = true;
   std::uint8_t* buf = loop.read_buffer();
   // A few reads per readiness event at most, so one busy peer cannot starve
-  // the others on this loop.
-  for (int round = 0; round < 4 && state_ != State::Closed; ++round) {
+  // the others on this loop; if we stop with input possibly left, we come
+  // back through a post rather than waiting for an edge that will not come.
+  bool more = false;
+  for (int round = 0; state_ != State::Closed; ++round) {
+    if (round == 4) {
+      more = true;
+      break;
+    }
     int err = 0;
     long n = raw_read(buf, net::EventLoop::read_buffer_size, err);
     if (n > 0) {
@@ -123,8 +132,10 @@ void Connection::on_readable() {
       last_rx_ms_ = loop.now_ms();
       awaiting_pong_ = false;
       process_input(buf, static_cast<std::size_t>(n));
+      // A short read drained the socket; a new edge will report anything
+      // later (the reactor polls only after this handler has re-armed).
       if (static_cast<std::size_t>(n) < net::EventLoop::read_buffer_size && !tls_) break;
-      if (write_blocked_ && state_ == State::Open) break;  // backpressure
+      if (write_blocked_ && state_ == State::Open) break;  // backpressure; on_writable resumes
       continue;
     }
     if (n == 0) {
@@ -139,9 +150,20 @@ void Connection::on_readable() {
   loop.flush_dirty();
   if (state_ == State::Closed) return;
   if (tls_ && tls_->has_output()) flush();
+  if (state_ == State::Closed) return;
   // Backpressure: while our output to this peer is blocked, stop reading its
   // input (an echo client that does not read is not buffered without bound).
-  if (!write_blocked_ || state_ != State::Open) arm_read();
+  // on_writable() resumes with a speculative read.
+  if (write_blocked_ && state_ == State::Open) return;
+  if (more && !reading_) {
+    reading_ = true;
+    asio::post(loop_.io(), [self = shared_from_this()] {
+      self->reading_ = false;
+      if (self->state_ != State::Closed) self->on_readable();
+    });
+    return;
+  }
+  arm_read();
 }
 
 void Connection::process_input(std::uint8_t* data, std::size_t len) {
@@ -532,7 +554,9 @@ void Connection::arm_write() {
 void Connection::on_writable() {
   write_blocked_ = false;
   flush();
-  if (state_ != State::Closed && !write_blocked_) arm_read();
+  // Reading was paused while we were blocked; edges that came meanwhile were
+  // consumed with no reader waiting, so read speculatively before waiting.
+  if (state_ != State::Closed && !write_blocked_ && !reading_) on_readable();
 }
 
 void Connection::flush() {
