@@ -128,7 +128,7 @@ class Fanout(unittest.TestCase):
         sizes = lambda seq: SIZE if seq < small else 16 * 1024  # noqa: E731
         sets = {"server.threads": THREADS, "heartbeat.ping_interval": "0s", "log.level": "warn",
                 # W=32 in-flight 16 KiB messages (512 KiB) fit in a reader's queue: only stalled peers overflow.
-                "limits.send_queue_bytes": "1MiB", "server.close_timeout": "120s"}
+                "limits.send_queue_bytes": "1MiB", "server.close_timeout": "10m"}
         with Conduitd(mode="broadcast", sets=sets) as server:
             failures, received, closes, took = asyncio.run(
                 run_fanout(server.port, messages, stall=stall, sizes=sizes))

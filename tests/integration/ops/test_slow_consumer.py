@@ -118,7 +118,7 @@ class BroadcastClosePolicy(unittest.TestCase):
     def test_200_connections_20_never_read(self):
         sets = {"limits.send_queue_bytes": QUEUE_CAP, "limits.slow_consumer": "close",
                 # Long enough that the 1008 is still waiting in the queue when the stalled peers finally read.
-                "server.close_timeout": "120s", "heartbeat.ping_interval": "0s"}
+                "server.close_timeout": "10m", "heartbeat.ping_interval": "0s"}
         with Conduitd(mode="broadcast", sets=sets) as server:
             stalled = [stalled_client(server.port) for _ in range(self.STALLED)]
             try:
