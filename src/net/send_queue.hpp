@@ -80,8 +80,8 @@ class NodePool {
     }
     return new QueueNode();
   }
-  // Owned 16 KiB chunks are recycled through the loop instead of malloc/free
-  // per echo batch; the reserve is small so idle loops hold little.
+  // Owned chunks are recycled through the loop instead of malloc/free per
+  // echo batch; the reserve is bounded (512 KiB) so idle loops hold little.
   FrameBuffer* get_chunk(std::size_t capacity) {
     if (chunk_count_ > 0) {
       FrameBuffer* b = chunks_[--chunk_count_];
@@ -112,7 +112,7 @@ class NodePool {
   }
 
  private:
-  static constexpr std::size_t kChunkReserve = 8;
+  static constexpr std::size_t kChunkReserve = 256;
   QueueNode* free_ = nullptr;
   std::size_t free_count_ = 0;
   FrameBuffer* chunks_[kChunkReserve] = {};
@@ -121,7 +121,10 @@ class NodePool {
 
 class SendQueue {
  public:
-  static constexpr std::size_t owned_chunk = 16 * 1024;
+  // Owned chunks are small: a batch may leave hundreds of connections with
+  // output at once (flushed at the end of the batch), and small recycled
+  // chunks keep that from turning into large malloc/free pairs per batch.
+  static constexpr std::size_t owned_chunk = 2048;
   static constexpr int max_iov = 1024;  // IOV_MAX on Linux
 
   SendQueue() = default;

@@ -3,7 +3,12 @@
 #include "server/connection.hpp"
 
 #include <spdlog/spdlog.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -42,17 +47,18 @@ wire::ParserLimits limits_for(const ServerOptions& o, bool deflate) {
 
 }  // namespace
 
-Connection::Connection(ServerCore& core, net::EventLoop& loop, Socket socket, std::uint64_t id,
+Connection::Connection(ServerCore& core, net::EventLoop& loop, int fd, std::uint64_t id,
                        std::string remote_address)
     : core_(core),
       loop_(loop),
-      socket_(std::move(socket)),
-      fd_(socket_.native_handle()),
+      fd_(fd),
       id_(id),
       parser_(wire::Role::Server, limits_for(core.options(), false)),
       remote_address_(std::move(remote_address)) {}
 
-Connection::~Connection() = default;
+Connection::~Connection() {
+  if (fd_ >= 0) ::close(fd_);
+}
 
 std::string Connection::remote_ip() const {
   // remote_address_ is "ip:port" or "[v6]:port"; the port is after the last colon.
@@ -65,9 +71,13 @@ std::string Connection::remote_ip() const {
 Loop& loop_of(net::EventLoop& l) { return static_cast<Loop&>(l); }
 
 void Connection::start() {
-  boost::system::error_code ec;
-  socket_.non_blocking(true, ec);
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);  // we cork ourselves (GUIDE rule 3)
+  int flags = ::fcntl(fd_, F_GETFL, 0);
+  ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // we cork ourselves (GUIDE rule 3)
+  self_ = shared_from_this();
+  started_ms_ = last_rx_ms_ = loop_.now_ms();
+  loop_of(loop_).add(this);
   handshake_ = std::make_unique<HandshakeState>();
   if (core_.tls()) {
     tls_ = core_.tls()->new_session();
@@ -78,26 +88,31 @@ void Connection::start() {
       return;
     }
   }
-  started_ms_ = last_rx_ms_ = loop_.now_ms();
-  loop_of(loop_).add(this);
-  // Read speculatively before waiting: the request may already be here, and
-  // its readiness edge may have been consumed by the reactor before this
-  // connection existed (edge-triggered epoll reports an edge once).
+  if (!loop_.watch(fd_, this)) {
+    spdlog::error("event=epoll_error remote={} reason=\"{}\"", remote_address_, std::strerror(errno));
+    finish(1006, "cannot watch socket");
+    return;
+  }
+  // Read speculatively: the request may already be here, and edge-triggered
+  // readiness reports only what arrives after registration.
   on_readable();
 }
 
-// ---------------------------------------------------------------- reading
-
-void Connection::arm_read() {
-  if (reading_ || state_ == State::Closed) return;
-  reading_ = true;
-  socket_.async_wait(asio::ip::tcp::socket::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& ec) {
-                       self->reading_ = false;
-                       if (ec || self->state_ == State::Closed) return;
-                       self->on_readable();
-                     });
+void Connection::on_io(std::uint32_t events) {
+  if (state_ == State::Closed) return;
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && write_blocked_) {
+    on_writable();
+    return;  // on_writable reads speculatively as well
+  }
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+    // While our output to this peer is blocked, its input is not read
+    // (backpressure); on_writable() resumes with a speculative read.
+    if (write_blocked_ && state_ == State::Open) return;
+    on_readable();
+  }
 }
+
+// ---------------------------------------------------------------- reading
 
 long Connection::raw_read(std::uint8_t* buf, std::size_t len, int& err) {
   if (tls_) return tls_->read(fd_, buf, len, err);
@@ -112,7 +127,10 @@ long Connection::raw_read(std::uint8_t* buf, std::size_t len, int& err) {
 
 void Connection::on_readable() {
   Loop& loop = loop_of(loop_);
-  loop.refresh_clock();
+  // Inside a dispatch batch the loop flushes at the end of the batch;
+  // otherwise (start, resume, continuation) we flush at the end of this read.
+  const bool nested = loop.in_batch;
+  if (!nested) loop.refresh_clock();
   loop.in_batch = true;
   std::uint8_t* buf = loop.read_buffer();
   // A few reads per readiness event at most, so one busy peer cannot starve
@@ -124,8 +142,24 @@ void Connection::on_readable() {
       more = true;
       break;
     }
+    // Backpressure: read no more than the send queue has room for, so an echo
+    // client that does not read its echoes is paused (TCP pushes back on it)
+    // instead of overflowing its queue. Server frames are never larger than
+    // the client frames they answer, so `room` input bytes fit.
+    std::size_t want = net::EventLoop::read_buffer_size;
+    if (state_ == State::Open) {
+      const std::size_t cap = core_.options().send_queue_bytes;
+      if (queue_.bytes() >= cap / 2) flush();
+      if (write_blocked_ && queue_.bytes() >= cap / 2) break;
+      // A message the parser already holds in part will be echoed too; count
+      // it, with slack for the headers of the frames it will produce.
+      const std::size_t committed = queue_.bytes() + parser_.buffered_bytes() + 64;
+      std::size_t room = cap > committed ? cap - committed : 0;
+      if (room == 0) break;
+      if (room < want) want = room;
+    }
     int err = 0;
-    long n = raw_read(buf, net::EventLoop::read_buffer_size, err);
+    long n = raw_read(buf, want, err);
     if (n > 0) {
       bytes_in_ += static_cast<std::uint64_t>(n);
       loop.counters().bytes_received.inc(static_cast<std::uint64_t>(n));
@@ -134,7 +168,7 @@ void Connection::on_readable() {
       process_input(buf, static_cast<std::size_t>(n));
       // A short read drained the socket; a new edge will report anything
       // later (the reactor polls only after this handler has re-armed).
-      if (static_cast<std::size_t>(n) < net::EventLoop::read_buffer_size && !tls_) break;
+      if (static_cast<std::size_t>(n) < want && !tls_) break;  // drained
       if (write_blocked_ && state_ == State::Open) break;  // backpressure; on_writable resumes
       continue;
     }
@@ -146,24 +180,20 @@ void Connection::on_readable() {
     fail_io(err);
     break;
   }
-  loop.in_batch = false;
-  loop.flush_dirty();
+  if (!nested) {
+    loop.in_batch = false;
+    loop.flush_dirty();
+  }
   if (state_ == State::Closed) return;
-  if (tls_ && tls_->has_output()) flush();
-  if (state_ == State::Closed) return;
-  // Backpressure: while our output to this peer is blocked, stop reading its
-  // input (an echo client that does not read is not buffered without bound).
-  // on_writable() resumes with a speculative read.
-  if (write_blocked_ && state_ == State::Open) return;
-  if (more && !reading_) {
-    reading_ = true;
+  if (tls_ && tls_->has_output() && !dirty_) mark_dirty();
+  if (write_blocked_ && state_ == State::Open) return;  // resumed by on_writable
+  if (more && !read_posted_) {
+    read_posted_ = true;
     asio::post(loop_.io(), [self = shared_from_this()] {
-      self->reading_ = false;
+      self->read_posted_ = false;
       if (self->state_ != State::Closed) self->on_readable();
     });
-    return;
   }
-  arm_read();
 }
 
 void Connection::process_input(std::uint8_t* data, std::size_t len) {
@@ -543,20 +573,12 @@ void Connection::mark_dirty() {
   if (!loop.in_batch) loop.schedule_flush();
 }
 
-void Connection::arm_write() {
-  socket_.async_wait(asio::ip::tcp::socket::wait_write,
-                     [self = shared_from_this()](const boost::system::error_code& ec) {
-                       if (ec || self->state_ == State::Closed) return;
-                       self->on_writable();
-                     });
-}
-
 void Connection::on_writable() {
   write_blocked_ = false;
   flush();
-  // Reading was paused while we were blocked; edges that came meanwhile were
-  // consumed with no reader waiting, so read speculatively before waiting.
-  if (state_ != State::Closed && !write_blocked_ && !reading_) on_readable();
+  // Reading was paused while we were blocked; input edges that came meanwhile
+  // were ignored, so read speculatively.
+  if (state_ != State::Closed && !write_blocked_) on_readable();
 }
 
 void Connection::flush() {
@@ -577,8 +599,7 @@ void Connection::flush() {
       if (sent < 0) {
         if (err == EPROTO) loop_.counters().errors[static_cast<std::size_t>(ErrorKind::Tls)].inc();
         if (err == EAGAIN || err == EWOULDBLOCK) {
-          write_blocked_ = true;
-          arm_write();
+          write_blocked_ = true;  // EPOLLOUT edge → on_writable
           return;
         }
         fail_io(err);
@@ -604,8 +625,7 @@ void Connection::flush() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      write_blocked_ = true;
-      arm_write();
+      write_blocked_ = true;  // EPOLLOUT edge → on_writable
       return;
     }
     fail_io(n < 0 ? errno : EPIPE);
@@ -636,7 +656,6 @@ void Connection::after_flush() {
     if (tls_) tls_->shutdown_notify(fd_);
     ::shutdown(fd_, SHUT_WR);
     write_shut_ = true;
-    if (!reading_) arm_read();
   }
 }
 
@@ -721,8 +740,8 @@ void Connection::sweep(std::int64_t now) {
 void Connection::finish(std::uint16_t code, std::string_view reason) {
   if (state_ == State::Closed) return;
   state_ = State::Closed;
-  boost::system::error_code ec;
-  socket_.close(ec);  // cancels pending waits; their handlers see operation_aborted
+  ::close(fd_);  // also leaves the loop's readiness set
+  fd_ = -1;
   queue_.clear(loop_.pool());
   handshake_.reset();
   deflate_.reset();
@@ -742,6 +761,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     if (core_.handlers().on_close) core_.handlers().on_close(*this, code, reason);
   }
   core_.on_connection_finished();
+  loop_.retire(std::move(self_));  // freed after the current batch
 }
 
 }  // namespace conduit::server

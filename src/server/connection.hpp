@@ -29,16 +29,17 @@ class ServerCore;
 struct HandshakeState;
 struct TlsState;
 
-// The socket type binds the io_context executor directly instead of
-// any_io_executor: smaller sockets and smaller wait operations, which is most
-// of what an idle connection costs.
+// Used only to accept; a connection then owns the plain descriptor, which is
+// registered on its loop's own readiness set (see net::EventLoop).
 using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
 
-class Connection final : public Session, public std::enable_shared_from_this<Connection> {
+class Connection final : public Session,
+                         public net::IoHandler,
+                         public std::enable_shared_from_this<Connection> {
  public:
   enum class State : std::uint8_t { Handshake, Open, Closing, Closed };
 
-  Connection(ServerCore& core, net::EventLoop& loop, Socket socket, std::uint64_t id, std::string remote_address);
+  Connection(ServerCore& core, net::EventLoop& loop, int fd, std::uint64_t id, std::string remote_address);
   ~Connection() override;
 
   // Session
@@ -54,6 +55,7 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
 
   // Engine entry points (loop thread only).
   void start();
+  void on_io(std::uint32_t events) override;
   void sweep(std::int64_t now_ms);  // heartbeats and timeouts
   void flush();                     // one gather write of everything queued
   // Queues a reference to an already-framed broadcast (shared buffer range).
@@ -79,8 +81,6 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
   void on_error(std::uint16_t code, const char* reason);
 
  private:
-  void arm_read();
-  void arm_write();
   void on_readable();
   void on_writable();
   void process_input(std::uint8_t* data, std::size_t len);
@@ -101,8 +101,8 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
 
   ServerCore& core_;
   net::EventLoop& loop_;
-  Socket socket_;
   int fd_;
+  std::shared_ptr<Connection> self_;  // the loop's reference while the socket is open
   std::uint64_t id_;
   wire::Parser parser_;
   net::SendQueue queue_;
@@ -122,7 +122,7 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
   std::uint64_t bytes_out_ = 0;
   std::uint16_t close_code_ = 1006;
   State state_ = State::Handshake;
-  bool reading_ : 1 = false;
+  bool read_posted_ : 1 = false;  // a read continuation is queued
   bool write_blocked_ : 1 = false;
   bool dirty_ : 1 = false;
   bool awaiting_pong_ : 1 = false;

@@ -183,6 +183,7 @@ void Loop::start_sweep() {
     }
     in_batch = false;
     flush_dirty();
+    release_retired();
     core_.check_drained();
     if (!core_.stopped_.load()) start_sweep();
   });
@@ -279,8 +280,16 @@ void ServerCore::accept_next() {
         rec ? "?" : (remote.address().is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(remote.port());
     live_.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    asio::post(target.io(), [this, &target, peer, id, address = std::move(address)]() mutable {
-      auto conn = std::make_shared<Connection>(*this, target, std::move(*peer), id, std::move(address));
+    // The connection owns the bare descriptor from here on; it leaves Asio's
+    // reactor and joins the loop's own readiness set in start().
+    int fd = peer->release(rec);
+    if (rec) {
+      live_.fetch_sub(1, std::memory_order_relaxed);
+      accept_next();
+      return;
+    }
+    asio::post(target.io(), [this, &target, fd, id, address = std::move(address)]() mutable {
+      auto conn = std::make_shared<Connection>(*this, target, fd, id, std::move(address));
       conn->start();
     });
     accept_next();

@@ -45,7 +45,7 @@ class Loop : public net::EventLoop {
   // Flushes every dirty connection and hands broadcast runs to other loops.
   void flush_dirty();
   void schedule_flush();
-  bool in_batch = false;
+  void end_of_batch() override { flush_dirty(); }
 
   // Broadcast support.
   void broadcast_local(std::string_view data, MessageType type);

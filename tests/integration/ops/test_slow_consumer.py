@@ -245,13 +245,16 @@ class EchoBackpressure(unittest.TestCase):
                 # The queue cap plus one read batch (4 reads of the 256 KiB per-loop buffer) plus allocator slack.
                 self.assertLess(growth, (cap + 1 * MIB + 8 * MIB) // KIB)
                 # Now read everything: every complete message we sent is echoed, in order, and no close frame.
-                full = frame_count - (1 if pending else 0)
                 c.setblocking(True)
-                if pending:
-                    c.sendall(pending)  # complete the last frame so the stream stays valid
-                    full = frame_count
-                c.sendall(opslib.encode_frame(opslib.OP_CLOSE, close_payload(1000)))
+                full = frame_count
+                # Both directions are full now (that is the point), so finish the last frame and send our
+                # close from a thread while this one reads: a blocking sendall before reading would deadlock
+                # against any server that applies backpressure.
+                tail = pending + opslib.encode_frame(opslib.OP_CLOSE, close_payload(1000))
+                writer = threading.Thread(target=c.sendall, args=(tail,), daemon=True)
+                writer.start()
                 datas, code, reason = read_all_frames(c, timeout=60)
+                writer.join(timeout=10)
                 self.assertEqual(code, 1000, f"expected our close echoed, got {code} {reason}")
                 self.assertEqual(len(datas), full)
                 for i, d in enumerate(datas):
