@@ -5,7 +5,7 @@
 namespace conduit {
 
 enum class MessageType : std::uint8_t {
-  Text = 1,    // UTF-8, validated on receipt
+  Text = 1,  // UTF-8, validated on receipt
   Binary = 2,
 };
 

@@ -25,9 +25,9 @@ struct UpgradeInfo {
 
 struct UpgradeDecision {
   bool accept = true;
-  unsigned status = 403;      // when refused
-  std::string reason;         // when refused: one line, body of the response
-  std::string subprotocol;    // when accepted: overrides the server's choice if non-empty
+  unsigned status = 403;    // when refused
+  std::string reason;       // when refused: one line, body of the response
+  std::string subprotocol;  // when accepted: overrides the server's choice if non-empty
   std::shared_ptr<void> user_data;
 };
 

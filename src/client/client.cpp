@@ -853,6 +853,13 @@ Client::Client(asio::io_context& ctx, std::string url, ClientOptions options, Cl
 Client::~Client() {
   impl_->stopping.store(true);
   asio::post(impl_->strand, [impl = impl_] { impl->on_abort(); });
+  if (impl_->own_ctx && !impl_->thread.joinable()) {
+    // Never started: nothing runs our own context, so run the abort here;
+    // otherwise the queued handler (holding impl_) and the context (owned by
+    // impl_) would keep each other alive.
+    impl_->own_ctx->run();
+    return;
+  }
   if (impl_->thread.joinable()) {
     if (impl_->thread.get_id() == std::this_thread::get_id()) {
       impl_->thread.detach();  // destroyed from its own callback: the thread ends by itself

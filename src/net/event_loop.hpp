@@ -64,8 +64,7 @@ class EventLoop {
   // read batch; good enough for heartbeats and timeouts.
   std::int64_t now_ms() const noexcept { return now_ms_; }
   void refresh_clock() noexcept {
-    now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now().time_since_epoch())
+    now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
                   .count();
   }
 

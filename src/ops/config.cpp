@@ -1,17 +1,18 @@
 #include "ops/config.hpp"
 
+#include <toml++/toml.h>
 #include <charconv>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
-#include <toml++/toml.h>
 
 namespace conduit::ops {
 
 namespace {
 
-constexpr std::string_view kDefaults = R"(# conduitd embedded defaults. Every key is documented in docs/configuration.md.
+constexpr std::string_view kDefaults =
+    R"(# conduitd embedded defaults. Every key is documented in docs/configuration.md.
 [server]
 listen = "127.0.0.1:8080"
 mode = "echo"                 # echo | broadcast
@@ -63,12 +64,18 @@ struct KeySpec {
 
 std::string type_name(Kind k) {
   switch (k) {
-    case Kind::String: return "a string";
-    case Kind::Integer: return "an integer";
-    case Kind::Boolean: return "true or false";
-    case Kind::Duration: return "a duration such as \"250ms\", \"25s\" or \"1m\"";
-    case Kind::Size: return "a size in bytes such as 65536 or \"64KiB\"";
-    case Kind::StringArray: return "an array of strings";
+    case Kind::String:
+      return "a string";
+    case Kind::Integer:
+      return "an integer";
+    case Kind::Boolean:
+      return "true or false";
+    case Kind::Duration:
+      return "a duration such as \"250ms\", \"25s\" or \"1m\"";
+    case Kind::Size:
+      return "a size in bytes such as 65536 or \"64KiB\"";
+    case Kind::StringArray:
+      return "an array of strings";
   }
   return "a value";
 }
@@ -81,8 +88,8 @@ std::int64_t get_int(const toml::node& n, const std::string& key, std::int64_t l
   auto v = n.value<std::int64_t>();
   if (!n.is_integer() || !v) throw ConfigError(key, "expected " + type_name(Kind::Integer));
   if (*v < lo || *v > hi) {
-    throw ConfigError(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " +
-                               std::to_string(*v));
+    throw ConfigError(
+        key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(*v));
   }
   return *v;
 }
@@ -325,11 +332,16 @@ Duration parse_duration(std::string_view text) {
   }
   std::string_view unit(ptr, static_cast<std::size_t>(t.data() + t.size() - ptr));
   std::int64_t mult = 0;
-  if (unit == "ms") mult = 1;
-  else if (unit == "s") mult = 1000;
-  else if (unit == "m") mult = 60'000;
-  else if (unit == "h") mult = 3'600'000;
-  else throw std::invalid_argument("bad duration \"" + std::string(text) + "\" (unit must be ms, s, m or h)");
+  if (unit == "ms")
+    mult = 1;
+  else if (unit == "s")
+    mult = 1000;
+  else if (unit == "m")
+    mult = 60'000;
+  else if (unit == "h")
+    mult = 3'600'000;
+  else
+    throw std::invalid_argument("bad duration \"" + std::string(text) + "\" (unit must be ms, s, m or h)");
   if (value > (std::int64_t{1} << 40) / mult) throw std::invalid_argument("duration too large");
   return Duration(value * mult);
 }
@@ -343,14 +355,22 @@ std::size_t parse_size(std::string_view text) {
   std::string_view unit(ptr, static_cast<std::size_t>(text.data() + text.size() - ptr));
   while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
   std::uint64_t mult = 0;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KiB") mult = 1024;
-  else if (unit == "MiB") mult = 1024 * 1024;
-  else if (unit == "GiB") mult = 1024ull * 1024 * 1024;
-  else if (unit == "KB" || unit == "kB") mult = 1000;
-  else if (unit == "MB") mult = 1000 * 1000;
-  else if (unit == "GB") mult = 1000ull * 1000 * 1000;
-  else throw std::invalid_argument("bad size unit in \"" + std::string(text) + "\" (B, KiB, MiB, GiB, KB, MB, GB)");
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "KiB")
+    mult = 1024;
+  else if (unit == "MiB")
+    mult = 1024 * 1024;
+  else if (unit == "GiB")
+    mult = 1024ull * 1024 * 1024;
+  else if (unit == "KB" || unit == "kB")
+    mult = 1000;
+  else if (unit == "MB")
+    mult = 1000 * 1000;
+  else if (unit == "GB")
+    mult = 1000ull * 1000 * 1000;
+  else
+    throw std::invalid_argument("bad size unit in \"" + std::string(text) + "\" (B, KiB, MiB, GiB, KB, MB, GB)");
   return static_cast<std::size_t>(value * mult);
 }
 

@@ -32,7 +32,7 @@ struct DaemonConfig {
 };
 
 struct ConfigSources {
-  std::string file;                                          // --config FILE ("" = none)
+  std::string file;                                            // --config FILE ("" = none)
   std::vector<std::pair<std::string, std::string>> overrides;  // --listen, --mode, --set k=v, in order
 };
 

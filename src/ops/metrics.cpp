@@ -11,34 +11,56 @@ namespace conduit::ops {
 
 const char* to_string(HandshakeFailure f) noexcept {
   switch (f) {
-    case HandshakeFailure::BadRequest: return "bad_request";
-    case HandshakeFailure::BadVersion: return "bad_version";
-    case HandshakeFailure::OriginRejected: return "origin";
-    case HandshakeFailure::OverCapacity: return "max_connections";
-    case HandshakeFailure::PerIpCapacity: return "max_connections_per_ip";
-    case HandshakeFailure::ShuttingDown: return "shutting_down";
-    case HandshakeFailure::NoSubprotocol: return "subprotocol";
-    case HandshakeFailure::RefusedByHook: return "refused";
-    case HandshakeFailure::Timeout: return "timeout";
-    case HandshakeFailure::HeaderTooLarge: return "header_too_large";
-    case HandshakeFailure::NotFound: return "not_found";
-    case HandshakeFailure::TlsFailure: return "tls";
-    case HandshakeFailure::Count: break;
+    case HandshakeFailure::BadRequest:
+      return "bad_request";
+    case HandshakeFailure::BadVersion:
+      return "bad_version";
+    case HandshakeFailure::OriginRejected:
+      return "origin";
+    case HandshakeFailure::OverCapacity:
+      return "max_connections";
+    case HandshakeFailure::PerIpCapacity:
+      return "max_connections_per_ip";
+    case HandshakeFailure::ShuttingDown:
+      return "shutting_down";
+    case HandshakeFailure::NoSubprotocol:
+      return "subprotocol";
+    case HandshakeFailure::RefusedByHook:
+      return "refused";
+    case HandshakeFailure::Timeout:
+      return "timeout";
+    case HandshakeFailure::HeaderTooLarge:
+      return "header_too_large";
+    case HandshakeFailure::NotFound:
+      return "not_found";
+    case HandshakeFailure::TlsFailure:
+      return "tls";
+    case HandshakeFailure::Count:
+      break;
   }
   return "unknown";
 }
 
 const char* to_string(ErrorKind k) noexcept {
   switch (k) {
-    case ErrorKind::ProtocolError: return "protocol_error";
-    case ErrorKind::InvalidPayload: return "invalid_payload";
-    case ErrorKind::MessageTooBig: return "message_too_big";
-    case ErrorKind::ConnectionReset: return "connection_reset";
-    case ErrorKind::PongTimeout: return "pong_timeout";
-    case ErrorKind::CloseTimeout: return "close_timeout";
-    case ErrorKind::SlowConsumer: return "slow_consumer";
-    case ErrorKind::Tls: return "tls";
-    case ErrorKind::Count: break;
+    case ErrorKind::ProtocolError:
+      return "protocol_error";
+    case ErrorKind::InvalidPayload:
+      return "invalid_payload";
+    case ErrorKind::MessageTooBig:
+      return "message_too_big";
+    case ErrorKind::ConnectionReset:
+      return "connection_reset";
+    case ErrorKind::PongTimeout:
+      return "pong_timeout";
+    case ErrorKind::CloseTimeout:
+      return "close_timeout";
+    case ErrorKind::SlowConsumer:
+      return "slow_consumer";
+    case ErrorKind::Tls:
+      return "tls";
+    case ErrorKind::Count:
+      break;
   }
   return "unknown";
 }
@@ -100,7 +122,9 @@ std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
     if (i == 6) v += sum([](const ServerCounters& c) -> const Counter& { return c.closes_abnormal; });
     if (v > 0 || i == 0 || i == 1 || i == 6) closes.Add({{"code", std::to_string(1000 + i)}}).Increment(v);
   }
-  closes.Add({{"code", "other"}}).Increment(sum([](const ServerCounters& c) -> const Counter& { return c.closes_other; }));
+  closes.Add({{"code", "other"}}).Increment(sum([](const ServerCounters& c) -> const Counter& {
+    return c.closes_other;
+  }));
 
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry.Collect());

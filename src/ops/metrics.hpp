@@ -13,8 +13,12 @@ namespace conduit::ops {
 
 class Counter {
  public:
-  void inc(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void dec(std::uint64_t n = 1) noexcept { v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void inc(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void dec(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   std::uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 
  private:
@@ -22,30 +26,30 @@ class Counter {
 };
 
 enum class HandshakeFailure : std::uint8_t {
-  BadRequest,        // 400: malformed upgrade request
-  BadVersion,        // 426
-  OriginRejected,    // 403
-  OverCapacity,      // 503: server.max_connections
-  PerIpCapacity,     // 503: server.max_connections_per_ip
-  ShuttingDown,      // 503
-  NoSubprotocol,     // 400: server.require_subprotocol
-  RefusedByHook,     // status chosen by the accept hook
-  Timeout,           // server.handshake_timeout (slowloris)
-  HeaderTooLarge,    // 431
-  NotFound,          // 404 for a plain request to an unknown path
-  TlsFailure,        // TLS handshake failed
+  BadRequest,      // 400: malformed upgrade request
+  BadVersion,      // 426
+  OriginRejected,  // 403
+  OverCapacity,    // 503: server.max_connections
+  PerIpCapacity,   // 503: server.max_connections_per_ip
+  ShuttingDown,    // 503
+  NoSubprotocol,   // 400: server.require_subprotocol
+  RefusedByHook,   // status chosen by the accept hook
+  Timeout,         // server.handshake_timeout (slowloris)
+  HeaderTooLarge,  // 431
+  NotFound,        // 404 for a plain request to an unknown path
+  TlsFailure,      // TLS handshake failed
   Count
 };
 const char* to_string(HandshakeFailure f) noexcept;
 
 enum class ErrorKind : std::uint8_t {
-  ProtocolError,   // 1002
-  InvalidPayload,  // 1007
-  MessageTooBig,   // 1009
-  ConnectionReset, // ECONNRESET / EPIPE / other socket errors
+  ProtocolError,    // 1002
+  InvalidPayload,   // 1007
+  MessageTooBig,    // 1009
+  ConnectionReset,  // ECONNRESET / EPIPE / other socket errors
   PongTimeout,
-  CloseTimeout,    // peer did not complete the close handshake
-  SlowConsumer,    // send queue overflow → 1008
+  CloseTimeout,  // peer did not complete the close handshake
+  SlowConsumer,  // send queue overflow → 1008
   Tls,
   Count
 };
@@ -71,9 +75,12 @@ struct alignas(64) ServerCounters {
   Counter closes_abnormal;  // 1006: no close frame
 
   void count_close(std::uint16_t code) noexcept {
-    if (code == 1006) closes_abnormal.inc();
-    else if (code >= 1000 && code <= 1015) closes_1000[code - 1000].inc();
-    else closes_other.inc();
+    if (code == 1006)
+      closes_abnormal.inc();
+    else if (code >= 1000 && code <= 1015)
+      closes_1000[code - 1000].inc();
+    else
+      closes_other.inc();
   }
 };
 

@@ -2,10 +2,10 @@
 // function here runs on the connection's loop thread unless it says otherwise.
 #include "server/connection.hpp"
 
-#include <spdlog/spdlog.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -47,8 +47,7 @@ wire::ParserLimits limits_for(const ServerOptions& o, bool deflate) {
 
 }  // namespace
 
-Connection::Connection(ServerCore& core, net::EventLoop& loop, int fd, std::uint64_t id,
-                       std::string remote_address)
+Connection::Connection(ServerCore& core, net::EventLoop& loop, int fd, std::uint64_t id, std::string remote_address)
     : core_(core),
       loop_(loop),
       fd_(fd),
@@ -169,7 +168,7 @@ void Connection::on_readable() {
       // A short read drained the socket; a new edge will report anything
       // later (the reactor polls only after this handler has re-armed).
       if (static_cast<std::size_t>(n) < want && !tls_) break;  // drained
-      if (write_blocked_ && state_ == State::Open) break;  // backpressure; on_writable resumes
+      if (write_blocked_ && state_ == State::Open) break;      // backpressure; on_writable resumes
       continue;
     }
     if (n == 0) {
@@ -355,8 +354,8 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     std::string_view offers = up.header("Sec-WebSocket-Extensions", scratch_ext);
     if (!offers.empty()) {
       if (auto neg = wire::negotiate_deflate(offers, core_.deflate_config())) {
-        deflate_ = std::make_unique<wire::PerMessageDeflate>(wire::Role::Server, neg->params,
-                                                             core_.deflate_config().level);
+        deflate_ =
+            std::make_unique<wire::PerMessageDeflate>(wire::Role::Server, neg->params, core_.deflate_config().level);
         extensions = neg->response;
       }
     }
@@ -384,8 +383,8 @@ void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailu
   if (why == HandshakeFailure::NotFound) {
     spdlog::info("event=http status={} remote={} path={}", status, remote_address_, path_);
   } else {
-    spdlog::warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason,
-                 remote_address_, path_);
+    spdlog::warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason, remote_address_,
+                 path_);
   }
   std::string response = wire::make_error_response(status, reason, extra);
   handshake_.reset();
@@ -518,8 +517,7 @@ bool Connection::send(std::string_view data, MessageType type) {
 
 void Connection::deliver_message(std::string_view data, MessageType type) { send(data, type); }
 
-void Connection::deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end,
-                                std::size_t messages) {
+void Connection::deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::size_t messages) {
   if (state_ != State::Open) return;
   if (!admit(end - begin)) return;
   queue_.append_shared(loop_.pool(), buf, begin, end);
@@ -552,8 +550,7 @@ bool Connection::admit(std::size_t frame_bytes) {
   return false;
 }
 
-bool Connection::enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1,
-                               bool control) {
+bool Connection::enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, bool control) {
   std::uint8_t header[wire::max_header_size];
   std::size_t hlen = wire::write_header(header, op, true, rsv1, len, nullptr);
   if (!control && !admit(hlen + len)) return false;

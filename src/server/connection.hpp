@@ -27,15 +27,13 @@ namespace conduit::server {
 
 class ServerCore;
 struct HandshakeState;
-struct TlsState;
+class TlsState;
 
 // Used only to accept; a connection then owns the plain descriptor, which is
 // registered on its loop's own readiness set (see net::EventLoop).
 using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
 
-class Connection final : public Session,
-                         public net::IoHandler,
-                         public std::enable_shared_from_this<Connection> {
+class Connection final : public Session, public net::IoHandler, public std::enable_shared_from_this<Connection> {
  public:
   enum class State : std::uint8_t { Handshake, Open, Closing, Closed };
 
@@ -62,8 +60,8 @@ class Connection final : public Session,
   void deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::size_t messages);
   void deliver_message(std::string_view data, MessageType type);  // frames individually (compressed sessions)
   bool compressed() const noexcept { return deflate_ != nullptr; }
-  void go_away();            // graceful shutdown: close 1001
-  void abort_connection();   // immediate drop
+  void go_away();           // graceful shutdown: close 1001
+  void abort_connection();  // immediate drop
   State state() const noexcept { return state_; }
   std::string remote_ip() const;
   bool dirty() const noexcept { return dirty_; }
@@ -128,10 +126,10 @@ class Connection final : public Session,
   bool awaiting_pong_ : 1 = false;
   bool close_sent_ : 1 = false;
   bool close_received_ : 1 = false;
-  bool failed_ : 1 = false;       // protocol error: stop parsing, drain until EOF
-  bool write_shut_ : 1 = false;   // shutdown(SHUT_WR) done
+  bool failed_ : 1 = false;      // protocol error: stop parsing, drain until EOF
+  bool write_shut_ : 1 = false;  // shutdown(SHUT_WR) done
   bool counted_open_ : 1 = false;
-  bool high_water_ : 1 = false;   // queue went above half the cap (drain callback)
+  bool high_water_ : 1 = false;  // queue went above half the cap (drain callback)
 };
 
 }  // namespace conduit::server

@@ -12,20 +12,20 @@
 namespace conduit::server {
 
 struct AdmissionRequest {
-  std::string_view origin;                  // empty when the request has none
-  std::vector<std::string_view> offered;    // Sec-WebSocket-Protocol tokens, client order
+  std::string_view origin;                // empty when the request has none
+  std::vector<std::string_view> offered;  // Sec-WebSocket-Protocol tokens, client order
   bool draining = false;
-  std::size_t open_connections = 0;         // server-wide, before this one
-  std::size_t open_from_ip = 0;             // from this client's address, before this one
+  std::size_t open_connections = 0;  // server-wide, before this one
+  std::size_t open_from_ip = 0;      // from this client's address, before this one
 };
 
 struct AdmissionDecision {
   bool accept = false;
-  unsigned status = 0;                      // when refused: 400, 403 or 503
-  std::string reason;                       // when refused: one line for body and log
+  unsigned status = 0;  // when refused: 400, 403 or 503
+  std::string reason;   // when refused: one line for body and log
   ops::HandshakeFailure failure = ops::HandshakeFailure::BadRequest;
-  std::string extra_headers;                // e.g. "Retry-After: 5\r\n"
-  std::string subprotocol;                  // when accepted: "" = none
+  std::string extra_headers;  // e.g. "Retry-After: 5\r\n"
+  std::string subprotocol;    // when accepted: "" = none
 };
 
 class HandshakePolicy {
@@ -44,8 +44,8 @@ class HandshakePolicy {
   std::string select_subprotocol(const std::vector<std::string_view>& offered) const;
 
  private:
-  std::vector<std::string> exact_origins_;     // lower-cased
-  std::vector<std::string> wildcard_suffixes_; // lower-cased ".example.com"
+  std::vector<std::string> exact_origins_;      // lower-cased
+  std::vector<std::string> wildcard_suffixes_;  // lower-cased ".example.com"
   std::vector<std::string> subprotocols_;
   bool require_subprotocol_;
   std::size_t max_connections_;

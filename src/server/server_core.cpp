@@ -239,7 +239,8 @@ void ServerCore::start() {
   acceptor_->set_option(tcp::acceptor::reuse_address(true));
   if (ep.address().is_v6()) acceptor_->set_option(asio::ip::v6_only(true), ec);
   acceptor_->bind(ep, ec);
-  if (ec) throw std::system_error(ec, "server.listen: cannot bind " + options_.host + ":" + std::to_string(options_.port));
+  if (ec)
+    throw std::system_error(ec, "server.listen: cannot bind " + options_.host + ":" + std::to_string(options_.port));
   acceptor_->listen(options_.backlog, ec);
   if (ec) throw std::system_error(ec, "server.listen: cannot listen");
   acceptor_->non_blocking(true, ec);
@@ -347,8 +348,7 @@ void ServerCore::check_drained() {
 
 void ServerCore::stop() {
   if (!started_.load() || draining_.exchange(true)) return;
-  spdlog::info("event=shutdown_started open_connections={} grace_ms={}", open_count(),
-               options_.shutdown_grace.count());
+  spdlog::info("event=shutdown_started open_connections={} grace_ms={}", open_count(), options_.shutdown_grace.count());
   // New upgrade attempts keep being accepted and are answered 503 while we drain.
   for (auto& l : loops_) {
     Loop* loop = l.get();

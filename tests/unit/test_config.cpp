@@ -35,7 +35,8 @@ TEST(ParseDuration, Units) {
 }
 
 TEST(ParseDuration, RejectsBadInput) {
-  for (const char* bad : {"", "s", "ms", "10", "abc", "10parsecs", "-5s", "1.5s", "5 s", "10S", "1d", "99999999999999h"}) {
+  for (const char* bad :
+       {"", "s", "ms", "10", "abc", "10parsecs", "-5s", "1.5s", "5 s", "10S", "1d", "99999999999999h"}) {
     EXPECT_THROW(parse_duration(bad), std::invalid_argument) << '"' << bad << '"';
   }
 }
@@ -74,8 +75,8 @@ TEST(ParseListen, HostPort) {
 }
 
 TEST(ParseListen, RejectsBadInput) {
-  for (const char* bad : {"", "8080", ":8080", "host", "host:", "host:65536", "host:80x", "[::1]", "[::1]8080",
-                          "[::1:8080", "host:-1"}) {
+  for (const char* bad :
+       {"", "8080", ":8080", "host", "host:", "host:65536", "host:80x", "[::1]", "[::1]8080", "[::1:8080", "host:-1"}) {
     EXPECT_THROW(parse_listen(bad), std::invalid_argument) << '"' << bad << '"';
   }
 }

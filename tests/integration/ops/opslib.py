@@ -132,6 +132,22 @@ def get_status(port, path, timeout=10.0):
     return http_request(port, req, timeout)
 
 
+def conduitd_path():
+    import conduitd
+    return conduitd.CONDUITD
+
+
+def sanitizer_build(binary):
+    """True when binary links a sanitizer runtime: ASan keeps freed memory in a
+    quarantine and adds shadow memory, so RSS no longer measures live memory."""
+    import subprocess
+    try:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "libasan" in out or "libtsan" in out
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -144,8 +144,9 @@ class BroadcastClosePolicy(unittest.TestCase):
                 print(f"\n  fan-out of {self.MESSAGES} x {self.SIZE} B to {self.READERS} readers took {took:.1f}s; "
                       f"RSS baseline {baseline} KiB, peak {rss.peak} KiB, growth {growth} KiB "
                       f"(bound {bound_kib} KiB); overflows {overflows:.0f}")
-                self.assertLess(growth, bound_kib)
                 self.assertLess(bound_kib * KIB, self.MESSAGES * self.SIZE)  # the bound can fail
+                if not opslib.sanitizer_build(opslib.conduitd_path()):  # RSS is not live memory under ASan
+                    self.assertLess(growth, bound_kib)
 
                 # The stalled peers finally read: an in-order prefix, then close 1008 "slow consumer".
                 for i, s in enumerate(stalled):
@@ -243,7 +244,8 @@ class EchoBackpressure(unittest.TestCase):
                 self.assertEqual(m.get("conduit_errors_total", kind="slow_consumer"), 0)
                 self.assertLess(sent_bytes, 64 * MIB, "the server kept reading a peer that does not read")
                 # The queue cap plus one read batch (4 reads of the 256 KiB per-loop buffer) plus allocator slack.
-                self.assertLess(growth, (cap + 1 * MIB + 8 * MIB) // KIB)
+                if not opslib.sanitizer_build(opslib.conduitd_path()):  # RSS is not live memory under ASan
+                    self.assertLess(growth, (cap + 1 * MIB + 8 * MIB) // KIB)
                 # Now read everything: every complete message we sent is echoed, in order, and no close frame.
                 c.setblocking(True)
                 full = frame_count
