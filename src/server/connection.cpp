@@ -386,25 +386,14 @@ void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailu
     spdlog::warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason, remote_address_,
                  path_);
   }
-  std::string response = wire::make_error_response(status, reason, extra);
-  handshake_.reset();
-  std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
-  std::memcpy(p, response.data(), response.size());
-  queue_.commit(response.size());
-  state_ = State::Closing;
-  close_sent_ = true;
-  failed_ = true;  // after the response: shut down our side, drain until EOF
   close_code_ = 1006;
   close_reason_ = std::string(reason);
-  timer_ms_ = loop_.now_ms();
-  mark_dirty();
+  respond_and_close(wire::make_error_response(status, reason, extra));
 }
 
-void Connection::http_reply(unsigned status, std::string_view content_type, std::string_view body) {
-  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(wire::status_text(status)) +
-                         "\r\nContent-Type: " + std::string(content_type) +
-                         "\r\nContent-Length: " + std::to_string(body.size()) +
-                         "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n" + std::string(body);
+// Queues a whole HTTP response; after it has left, our side is shut down and
+// the connection drains until the peer closes (bounded by close_timeout).
+void Connection::respond_and_close(std::string_view response) {
   handshake_.reset();
   std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
   std::memcpy(p, response.data(), response.size());
@@ -414,6 +403,14 @@ void Connection::http_reply(unsigned status, std::string_view content_type, std:
   failed_ = true;
   timer_ms_ = loop_.now_ms();
   mark_dirty();
+}
+
+void Connection::http_reply(unsigned status, std::string_view content_type, std::string_view body) {
+  std::string response = "HTTP/1.1 " + std::to_string(status) + " " + std::string(wire::status_text(status)) +
+                         "\r\nContent-Type: " + std::string(content_type) +
+                         "\r\nContent-Length: " + std::to_string(body.size()) +
+                         "\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n" + std::string(body);
+  respond_and_close(response);
 }
 
 // ---------------------------------------------------------------- frames in

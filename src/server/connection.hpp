@@ -86,6 +86,7 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void complete_upgrade(std::uint8_t* rest, std::size_t rest_len);
   void refuse(unsigned status, std::string_view reason, ops::HandshakeFailure why, std::string_view extra_headers = {});
   void http_reply(unsigned status, std::string_view content_type, std::string_view body);
+  void respond_and_close(std::string_view response);
   bool enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, bool control);
   bool admit(std::size_t frame_bytes);  // slow-consumer policy; false = not queued
   void start_close(std::uint16_t code, std::string_view reason, bool failed);

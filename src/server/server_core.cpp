@@ -333,17 +333,22 @@ void ServerCore::check_drained() {
   if (stopped_.exchange(true)) return;
   for (auto& l : loops_) {
     Loop* loop = l.get();
-    asio::post(loop->io(), [loop, this] {
-      boost::system::error_code ec;
-      loop->sweep_timer().cancel();
-      if (loop->index() == 0) {
-        if (acceptor_) acceptor_->close(ec);
-        grace_timer_->cancel();
-        accept_retry_timer_->cancel();
-      }
-      loop->io().stop();
-    });
+    asio::post(loop->io(), [loop, this] { halt_loop(*loop); });
   }
+}
+
+// On the loop's own thread: stop its timers (and, on loop 0, the listener)
+// and let its io_context return.
+void ServerCore::halt_loop(Loop& loop) {
+  boost::system::error_code ec;
+  loop.sweep_timer().cancel();
+  loop.stop_io();
+  if (loop.index() == 0) {
+    if (acceptor_) acceptor_->close(ec);
+    grace_timer_->cancel();
+    accept_retry_timer_->cancel();
+  }
+  loop.io().stop();
 }
 
 void ServerCore::stop() {
@@ -387,14 +392,7 @@ void ServerCore::abort() {
         c->abort_connection();
         c = next;
       }
-      boost::system::error_code ec;
-      loop->sweep_timer().cancel();
-      if (loop->index() == 0) {
-        if (acceptor_) acceptor_->close(ec);
-        grace_timer_->cancel();
-        accept_retry_timer_->cancel();
-      }
-      loop->io().stop();
+      halt_loop(*loop);
     });
   }
 }

@@ -96,6 +96,7 @@ class ServerCore {
  private:
   void accept_next();
   void check_drained();
+  void halt_loop(Loop& loop);
 
   ServerOptions options_;
   ServerHandlers handlers_;
