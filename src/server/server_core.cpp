@@ -227,6 +227,9 @@ ServerCore::~ServerCore() {
 
 void ServerCore::start() {
   if (started_.exchange(true)) return;
+  // spdlog creates its registry lazily on first use; make that happen here,
+  // before the loop threads exist, not concurrently on two of them.
+  spdlog::default_logger_raw();
   unsigned n = options_.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : options_.threads;
   for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this, i));
   Loop& first = *loops_[0];

@@ -203,6 +203,14 @@ void check_divergence(const DivergentFrame& d, const Outcome& ours, const Outcom
   Verdict want_ours, want_beast;
   std::uint16_t close_code = 0;
   if (d.kind == Divergence::EmptyFinalFragmentBadUtf8) {
+    // When the empty final frame carries another header violation (e.g. a
+    // length that is not minimally encoded), both fail it with 1002 before
+    // any UTF-8 question arises: identical outcomes are agreement.
+    if (ours.verdict == Verdict::ProtocolError && theirs.verdict == Verdict::ProtocolError &&
+        ours.events.size() == theirs.events.size() &&
+        std::equal(ours.events.begin(), ours.events.end(), theirs.events.begin())) {
+      return;
+    }
     // The header is valid (both accepted the fragments before it); Beast
     // delivers the message, we fail with 1007 and deliver nothing more.
     const std::size_t n = ours.events.size();
