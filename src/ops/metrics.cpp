@@ -5,6 +5,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <functional>
 #include <sstream>
 
 namespace conduit::ops {
@@ -66,9 +67,10 @@ const char* to_string(ErrorKind k) noexcept {
 }
 
 std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
+  // member: a pointer to a Counter of ServerCounters, or a function giving one.
   auto sum = [&](auto member) {
     std::uint64_t total = 0;
-    for (const ServerCounters* c : loops) total += member(*c).get();
+    for (const ServerCounters* c : loops) total += std::invoke(member, *c).get();
     return static_cast<double>(total);
   };
   // A fresh registry per scrape: counters are owned by the loops (lock-free),
@@ -82,25 +84,20 @@ std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
       .Help("Open WebSocket connections")
       .Register(registry)
       .Add({})
-      .Set(sum([](const ServerCounters& c) -> const Counter& { return c.connections_active; }));
+      .Set(sum(&ServerCounters::connections_active));
   counter("conduit_connections_total", "WebSocket connections accepted (after the 101)",
-          sum([](const ServerCounters& c) -> const Counter& { return c.connections_total; }));
-  counter("conduit_messages_received_total", "Messages received",
-          sum([](const ServerCounters& c) -> const Counter& { return c.messages_received; }));
-  counter("conduit_messages_sent_total", "Messages queued to peers",
-          sum([](const ServerCounters& c) -> const Counter& { return c.messages_sent; }));
-  counter("conduit_bytes_received_total", "Bytes read from sockets",
-          sum([](const ServerCounters& c) -> const Counter& { return c.bytes_received; }));
-  counter("conduit_bytes_sent_total", "Bytes written to sockets",
-          sum([](const ServerCounters& c) -> const Counter& { return c.bytes_sent; }));
+          sum(&ServerCounters::connections_total));
+  counter("conduit_messages_received_total", "Messages received", sum(&ServerCounters::messages_received));
+  counter("conduit_messages_sent_total", "Messages queued to peers", sum(&ServerCounters::messages_sent));
+  counter("conduit_bytes_received_total", "Bytes read from sockets", sum(&ServerCounters::bytes_received));
+  counter("conduit_bytes_sent_total", "Bytes written to sockets", sum(&ServerCounters::bytes_sent));
   counter("conduit_send_queue_overflows_total", "Times a send queue hit limits.send_queue_bytes",
-          sum([](const ServerCounters& c) -> const Counter& { return c.send_queue_overflows; }));
+          sum(&ServerCounters::send_queue_overflows));
   counter("conduit_messages_dropped_total", "Messages dropped by limits.slow_consumer = drop",
-          sum([](const ServerCounters& c) -> const Counter& { return c.messages_dropped; }));
-  counter("conduit_pings_sent_total", "Heartbeat pings sent",
-          sum([](const ServerCounters& c) -> const Counter& { return c.pings_sent; }));
+          sum(&ServerCounters::messages_dropped));
+  counter("conduit_pings_sent_total", "Heartbeat pings sent", sum(&ServerCounters::pings_sent));
   counter("conduit_pong_timeouts_total", "Connections dropped for not answering a ping",
-          sum([](const ServerCounters& c) -> const Counter& { return c.pong_timeouts; }));
+          sum(&ServerCounters::pong_timeouts));
 
   auto& hs = prometheus::BuildCounter()
                  .Name("conduit_handshake_failures_total")
@@ -119,7 +116,7 @@ std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
       prometheus::BuildCounter().Name("conduit_closes_total").Help("Connection ends by close code").Register(registry);
   for (std::size_t i = 0; i < 16; ++i) {
     double v = sum([i](const ServerCounters& c) -> const Counter& { return c.closes_1000[i]; });
-    if (i == 6) v += sum([](const ServerCounters& c) -> const Counter& { return c.closes_abnormal; });
+    if (i == 6) v += sum(&ServerCounters::closes_abnormal);
     if (v > 0 || i == 0 || i == 1 || i == 6) closes.Add({{"code", std::to_string(1000 + i)}}).Increment(v);
   }
   closes.Add({{"code", "other"}}).Increment(sum([](const ServerCounters& c) -> const Counter& {

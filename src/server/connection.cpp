@@ -512,8 +512,6 @@ bool Connection::send(std::string_view data, MessageType type) {
   return true;
 }
 
-void Connection::deliver_message(std::string_view data, MessageType type) { send(data, type); }
-
 void Connection::deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::size_t messages) {
   if (state_ != State::Open) return;
   if (!admit(end - begin)) return;

@@ -58,7 +58,6 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void flush();                     // one gather write of everything queued
   // Queues a reference to an already-framed broadcast (shared buffer range).
   void deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::size_t messages);
-  void deliver_message(std::string_view data, MessageType type);  // frames individually (compressed sessions)
   bool compressed() const noexcept { return deflate_ != nullptr; }
   void go_away();           // graceful shutdown: close 1001
   void abort_connection();  // immediate drop

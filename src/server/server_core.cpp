@@ -97,13 +97,12 @@ void Loop::flush_dirty() {
       if (outbox_[i].empty()) continue;
       Loop* dest = core_.loops_[i].get();
       asio::post(dest->io(), [dest, runs = std::move(outbox_[i])] {
-        dest->in_batch = true;
-        for (const BroadcastRun& r : runs) {
-          dest->deliver_run(r.buf, r.begin, r.end, r.messages);
-          r.buf->release();
-        }
-        dest->in_batch = false;
-        dest->flush_dirty();
+        dest->batch([&] {
+          for (const BroadcastRun& r : runs) {
+            dest->deliver_run(r.buf, r.begin, r.end, r.messages);
+            r.buf->release();
+          }
+        });
       });
       outbox_[i].clear();
     }
@@ -123,7 +122,7 @@ void Loop::deliver_run(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t
     if (c->state() == Connection::State::Open) {
       if (c->compressed()) {
         for_each_frame(buf->data() + begin, end - begin, [c](wire::Opcode op, std::string_view payload) {
-          c->deliver_message(payload, op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary);
+          c->send(payload, op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary);
         });
       } else {
         c->deliver_shared(buf, begin, end, messages);
@@ -174,15 +173,7 @@ void Loop::start_sweep() {
     if (ec) return;
     refresh_clock();
     std::int64_t now = now_ms();
-    in_batch = true;
-    for (Connection* c = head_; c;) {
-      Connection* next = c->next_;
-      auto keep = c->shared();  // sweep may finish (and unlink) c
-      c->sweep(now);
-      c = next;
-    }
-    in_batch = false;
-    flush_dirty();
+    batch([&] { for_each_connection([now](Connection& c) { c.sweep(now); }); });
     release_retired();
     core_.check_drained();
     if (!core_.stopped_.load()) start_sweep();
@@ -360,16 +351,8 @@ void ServerCore::stop() {
   // New upgrade attempts keep being accepted and are answered 503 while we drain.
   for (auto& l : loops_) {
     Loop* loop = l.get();
-    asio::post(loop->io(), [loop] {
-      loop->in_batch = true;
-      for (Connection* c = loop->first(); c;) {
-        Connection* next = c->next_;
-        c->go_away();
-        c = next;
-      }
-      loop->in_batch = false;
-      loop->flush_dirty();
-    });
+    asio::post(loop->io(),
+               [loop] { loop->batch([loop] { loop->for_each_connection([](Connection& c) { c.go_away(); }); }); });
   }
   Loop* first = loops_[0].get();
   asio::post(first->io(), [this] {
@@ -389,12 +372,7 @@ void ServerCore::abort() {
   for (auto& l : loops_) {
     Loop* loop = l.get();
     asio::post(loop->io(), [this, loop] {
-      for (Connection* c = loop->first(); c;) {
-        Connection* next = c->next_;
-        auto keep = c->shared();
-        c->abort_connection();
-        c = next;
-      }
+      loop->for_each_connection([](Connection& c) { c.abort_connection(); });
       halt_loop(*loop);
     });
   }
@@ -429,10 +407,7 @@ void ServerCore::broadcast(std::string_view data, MessageType type) {
     Loop* loop = l.get();
     buf->add_ref();
     asio::post(loop->io(), [loop, buf] {
-      loop->in_batch = true;
-      loop->deliver_run(buf, 0, buf->size, 1);
-      loop->in_batch = false;
-      loop->flush_dirty();
+      loop->batch([&] { loop->deliver_run(buf, 0, buf->size, 1); });
       buf->release();
     });
   }

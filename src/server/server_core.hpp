@@ -47,6 +47,26 @@ class Loop : public net::EventLoop {
   void schedule_flush();
   void end_of_batch() override { flush_dirty(); }
 
+  // Runs fn as one batch: output it queues is flushed once, at the end.
+  template <class Fn>
+  void batch(Fn&& fn) {
+    in_batch = true;
+    fn();
+    in_batch = false;
+    flush_dirty();
+  }
+  // Calls fn on every connection of this loop; fn may finish (and so unlink)
+  // the connection it is given.
+  template <class Fn>
+  void for_each_connection(Fn&& fn) {
+    for (Connection* c = head_; c;) {
+      Connection* next = c->next_;
+      auto keep = c->shared();
+      fn(*c);
+      c = next;
+    }
+  }
+
   // Broadcast support.
   void broadcast_local(std::string_view data, MessageType type);
   void deliver_run(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::uint32_t messages);
