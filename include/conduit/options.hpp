@@ -45,6 +45,12 @@ struct ServerOptions {
   std::uint16_t port = 8080;       // 0 = pick a free port (see Server::port())
   unsigned threads = 1;            // event loops; 0 = one per core
   int backlog = 1024;              // listen(2) backlog
+  // Optional second listener for the HTTP routes only (/metrics, /healthz,
+  // /readyz), e.g. on an address Prometheus can reach and clients cannot;
+  // WebSocket upgrades there get 404. Empty host = none (the routes are always
+  // served on the main port as well). Port 0 = pick one (Server::metrics_port()).
+  std::string metrics_host;
+  std::uint16_t metrics_port = 0;
 
   // A connection that has not completed its upgrade request in this time is
   // dropped (slowloris). Default 10s.

@@ -63,6 +63,8 @@ class Server {
   void wait();
 
   std::uint16_t port() const noexcept;
+  // Port of the separate metrics listener (ServerOptions::metrics_host), 0 if none.
+  std::uint16_t metrics_port() const noexcept;
   bool draining() const noexcept;
   std::size_t connection_count() const noexcept;
 

@@ -28,6 +28,8 @@ const char* to_string(HandshakeFailure f) noexcept {
       return "subprotocol";
     case HandshakeFailure::RefusedByHook:
       return "refused";
+    case HandshakeFailure::HookFailed:
+      return "hook_error";
     case HandshakeFailure::Timeout:
       return "timeout";
     case HandshakeFailure::HeaderTooLarge:
@@ -60,6 +62,10 @@ const char* to_string(ErrorKind k) noexcept {
       return "slow_consumer";
     case ErrorKind::Tls:
       return "tls";
+    case ErrorKind::HandlerException:
+      return "handler_exception";
+    case ErrorKind::AcceptFailed:
+      return "accept_failed";
     case ErrorKind::Count:
       break;
   }

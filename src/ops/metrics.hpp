@@ -34,6 +34,7 @@ enum class HandshakeFailure : std::uint8_t {
   ShuttingDown,    // 503
   NoSubprotocol,   // 400: server.require_subprotocol
   RefusedByHook,   // status chosen by the accept hook
+  HookFailed,      // 500: the accept hook threw
   Timeout,         // server.handshake_timeout (slowloris)
   HeaderTooLarge,  // 431
   NotFound,        // 404 for a plain request to an unknown path
@@ -51,6 +52,8 @@ enum class ErrorKind : std::uint8_t {
   CloseTimeout,  // peer did not complete the close handshake
   SlowConsumer,  // send queue overflow → 1008
   Tls,
+  HandlerException,  // an application handler threw → 1011 (or 500 from the accept hook)
+  AcceptFailed,      // accept(2) failed (EMFILE, ENFILE, ENOBUFS...): retried after 100 ms
   Count
 };
 const char* to_string(ErrorKind k) noexcept;

@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/post.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -25,7 +24,6 @@
 
 namespace conduit::server {
 
-namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using ops::ErrorKind;
 using ops::HandshakeFailure;
@@ -69,9 +67,33 @@ std::string Connection::remote_ip() const {
 
 Loop& loop_of(net::EventLoop& l) { return static_cast<Loop&>(l); }
 
+template <class Fn>
+bool Connection::guarded(const char* which, Fn&& fn) noexcept {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    handler_failed(which, e.what());
+  } catch (...) {
+    handler_failed(which, "unknown exception");
+  }
+  return false;
+}
+
+void Connection::handler_failed(const char* which, const char* what) noexcept {
+  loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
+  try {
+    spdlog::error("event=handler_exception id={} remote={} handler={} what=\"{}\"", id_, remote_address_, which, what);
+    // The application failed, not the peer: tell it so (RFC 6455 §7.4.1) and
+    // stop delivering its messages (on_message ignores a closing session).
+    if (state_ == State::Open) start_close(1011, "internal error", false);
+  } catch (...) {
+    // Out of memory while reporting: the counter above still records it.
+  }
+}
+
 void Connection::start() {
-  int flags = ::fcntl(fd_, F_GETFL, 0);
-  ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+  // The listener accepted fd_ non-blocking (accept4).
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // we cork ourselves (GUIDE rule 3)
   self_ = shared_from_this();
@@ -188,7 +210,7 @@ void Connection::on_readable() {
   if (write_blocked_ && state_ == State::Open) return;  // resumed by on_writable
   if (more && !read_posted_) {
     read_posted_ = true;
-    asio::post(loop_.io(), [self = shared_from_this()] {
+    loop_.post([self = shared_from_this()] {
       self->read_posted_ = false;
       if (self->state_ != State::Closed) self->on_readable();
     });
@@ -256,7 +278,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   parser.header_limit(kMaxRequestHeader);
   parser.eager(false);
   boost::system::error_code ec;
-  parser.put(asio::buffer(h.buf.data(), header_len), ec);
+  parser.put(boost::asio::buffer(h.buf.data(), header_len), ec);
   if (!parser.is_header_done() || (ec && ec != http::error::need_more && ec != http::error::unexpected_body)) {
     refuse(400, std::string("malformed HTTP request: ") + (ec ? ec.message() : "incomplete header"),
            HandshakeFailure::BadRequest);
@@ -299,6 +321,10 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
       refuse(426, check.reason, HandshakeFailure::BadVersion, "Sec-WebSocket-Version: 13\r\n");
       return;
     case wire::UpgradeVerdict::Upgrade:
+      if (metrics_only) {
+        refuse(404, "no WebSocket on the metrics listener", HandshakeFailure::NotFound);
+        return;
+      }
       break;
   }
 
@@ -308,16 +334,14 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   std::string_view protocols = up.header("Sec-WebSocket-Protocol", scratch_proto);
   for (std::string_view p : wire::split_list(protocols)) adm.offered.push_back(p);
   adm.draining = core_.draining();
-  bool admitted = false;
-  HandshakeFailure cap_failure = core_.try_admit(remote_ip(), admitted);
-  if (!admitted && !adm.draining) {
-    // Over a cap: let the policy produce the precise refusal.
-    if (cap_failure == HandshakeFailure::OverCapacity) adm.open_connections = core_.options().max_connections;
-    if (cap_failure == HandshakeFailure::PerIpCapacity) adm.open_from_ip = core_.options().max_connections_per_ip;
-  }
+  // Reserve the slot first and let the policy judge the counts as they were
+  // before this connection: one mechanism for every refusal, and two loops
+  // admitting at once cannot both take the last slot.
+  const std::string ip = remote_ip();
+  core_.reserve_admission(ip, adm.open_connections, adm.open_from_ip);
   AdmissionDecision decision = core_.policy().decide(adm);
   if (!decision.accept) {
-    if (admitted) core_.release_admission(remote_ip());
+    core_.release_admission(ip);
     refuse(decision.status, decision.reason, decision.failure, decision.extra_headers);
     return;
   }
@@ -337,10 +361,16 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
       return up.header(name, scratches.back());
     };
     scratches.reserve(32);
-    UpgradeDecision hook = core_.handlers().on_upgrade(info);
+    UpgradeDecision hook;
+    if (!guarded("on_upgrade", [&] { hook = core_.handlers().on_upgrade(info); })) {
+      counted_open_ = false;
+      core_.release_admission(ip);
+      refuse(500, "internal error", HandshakeFailure::HookFailed);
+      return;
+    }
     if (!hook.accept) {
       counted_open_ = false;
-      core_.release_admission(remote_ip());
+      core_.release_admission(ip);
       unsigned status = hook.status >= 400 && hook.status <= 599 ? hook.status : 403;
       refuse(status, hook.reason.empty() ? "refused" : hook.reason, HandshakeFailure::RefusedByHook);
       return;
@@ -374,7 +404,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   loop_.counters().connections_active.inc();
   spdlog::info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
                subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
-  if (core_.handlers().on_open) core_.handlers().on_open(*this);
+  if (core_.handlers().on_open) guarded("on_open", [&] { core_.handlers().on_open(*this); });
   if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
 }
 
@@ -442,12 +472,14 @@ void Connection::on_message(wire::Opcode op, std::uint8_t* data, std::size_t len
     }
     std::string local;
     local.swap(inflated);  // the handler may send, which may reuse the scratch buffer
-    if (core_.handlers().on_message) core_.handlers().on_message(*this, local, type);
+    if (core_.handlers().on_message) guarded("on_message", [&] { core_.handlers().on_message(*this, local, type); });
     if (inflated.capacity() < local.capacity() && local.capacity() <= 1 << 20) inflated.swap(local);
     return;
   }
   if (core_.handlers().on_message) {
-    core_.handlers().on_message(*this, std::string_view(reinterpret_cast<const char*>(data), len), type);
+    guarded("on_message", [&] {
+      core_.handlers().on_message(*this, std::string_view(reinterpret_cast<const char*>(data), len), type);
+    });
   }
 }
 
@@ -490,7 +522,7 @@ void Connection::on_error(std::uint16_t code, const char* reason) {
 
 bool Connection::send(std::string_view data, MessageType type) {
   if (!loop_.on_this_thread()) {
-    asio::post(loop_.io(), [self = shared_from_this(), copy = std::string(data), type] {
+    loop_.post([self = shared_from_this(), copy = std::string(data), type] {
       self->send(copy, type);
       if (!loop_of(self->loop_).in_batch) loop_of(self->loop_).schedule_flush();
     });
@@ -630,7 +662,9 @@ void Connection::after_flush() {
   if (state_ == State::Closed) return;
   if (high_water_) {
     high_water_ = false;
-    if (state_ == State::Open && core_.handlers().on_drain) core_.handlers().on_drain(*this);
+    if (state_ == State::Open && core_.handlers().on_drain) {
+      guarded("on_drain", [&] { core_.handlers().on_drain(*this); });
+    }
   }
   if (close_sent_ && close_received_ && queue_.empty() && !(tls_ && tls_->has_output())) {
     // Close handshake complete and our close has left: the server closes the
@@ -655,7 +689,7 @@ void Connection::after_flush() {
 
 void Connection::close(std::uint16_t code, std::string_view reason) {
   if (!loop_.on_this_thread()) {
-    asio::post(loop_.io(), [self = shared_from_this(), code, r = std::string(reason)] {
+    loop_.post([self = shared_from_this(), code, r = std::string(reason)] {
       self->close(code, r);
       if (!loop_of(self->loop_).in_batch) loop_of(self->loop_).schedule_flush();
     });
@@ -750,7 +784,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
         "bytes_out={}",
         id_, remote_address_, path_, subprotocol_.empty() ? "-" : subprotocol_, code, reason, duration, bytes_in_,
         bytes_out_);
-    if (core_.handlers().on_close) core_.handlers().on_close(*this, code, reason);
+    if (core_.handlers().on_close) guarded("on_close", [&] { core_.handlers().on_close(*this, code, reason); });
   }
   core_.on_connection_finished();
   loop_.retire(std::move(self_));  // freed after the current batch

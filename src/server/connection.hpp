@@ -8,7 +8,6 @@
 //   peer's close or EOF, bounded by close_timeout) → Closed (socket closed,
 //   on_close called once, loop forgets it).
 #pragma once
-#include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -28,10 +27,6 @@ namespace conduit::server {
 class ServerCore;
 struct HandshakeState;
 class TlsState;
-
-// Used only to accept; a connection then owns the plain descriptor, which is
-// registered on its loop's own readiness set (see net::EventLoop).
-using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
 
 class Connection final : public Session, public net::IoHandler, public std::enable_shared_from_this<Connection> {
  public:
@@ -69,6 +64,8 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   // Intrusive links in the loop's connection list (for the sweep and broadcast).
   Connection* prev_ = nullptr;
   Connection* next_ = nullptr;
+  // Accepted on the metrics.listen address: HTTP routes only, no upgrades.
+  bool metrics_only = false;
 
   // wire::Parser handler interface.
   void on_message(wire::Opcode op, std::uint8_t* data, std::size_t len, bool compressed);
@@ -93,6 +90,11 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void mark_dirty();
   void finish(std::uint16_t code, std::string_view reason);
   void fail_io(int err);
+  // Runs an application handler; an exception is logged and counted, and an
+  // open session is closed with 1011. Returns false when fn threw.
+  template <class Fn>
+  bool guarded(const char* which, Fn&& fn) noexcept;
+  void handler_failed(const char* which, const char* what) noexcept;
   void on_eof();
   bool tls() const noexcept { return tls_ != nullptr; }
   long raw_read(std::uint8_t* buf, std::size_t len, int& err);

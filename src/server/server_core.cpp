@@ -2,19 +2,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/ip/v6_only.hpp>
-#include <boost/asio/post.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <system_error>
 
 #include "server/tls.hpp"
 #include "wire/frame.hpp"
-
-namespace conduit::net {
-thread_local EventLoop* EventLoop::current_ = nullptr;
-}
 
 namespace conduit::server {
 
@@ -86,7 +87,7 @@ void Loop::push_dirty(std::shared_ptr<Connection> c) { dirty_.push_back(std::mov
 void Loop::schedule_flush() {
   if (flush_posted_) return;
   flush_posted_ = true;
-  asio::post(io(), [this] { flush_dirty(); });
+  post([this] { flush_dirty(); });
 }
 
 void Loop::flush_dirty() {
@@ -96,7 +97,7 @@ void Loop::flush_dirty() {
     for (std::size_t i = 0; i < outbox_.size(); ++i) {
       if (outbox_[i].empty()) continue;
       Loop* dest = core_.loops_[i].get();
-      asio::post(dest->io(), [dest, runs = std::move(outbox_[i])] {
+      dest->post([dest, runs = std::move(outbox_[i])] {
         dest->batch([&] {
           for (const BroadcastRun& r : runs) {
             dest->deliver_run(r.buf, r.begin, r.end, r.messages);
@@ -168,10 +169,7 @@ void Loop::broadcast_local(std::string_view data, MessageType type) {
 }
 
 void Loop::start_sweep() {
-  sweep_timer().expires_after(std::chrono::milliseconds(core_.sweep_interval_ms()));
-  sweep_timer().async_wait([this](const boost::system::error_code& ec) {
-    if (ec) return;
-    refresh_clock();
+  sweep_timer_ = schedule(core_.sweep_interval_ms(), [this] {
     std::int64_t now = now_ms();
     batch([&] { for_each_connection([now](Connection& c) { c.sweep(now); }); });
     release_retired();
@@ -223,87 +221,121 @@ void ServerCore::start() {
   spdlog::default_logger_raw();
   unsigned n = options_.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : options_.threads;
   for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this, i));
-  Loop& first = *loops_[0];
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(options_.host, ec);
-  if (ec) throw std::system_error(ec, "server.listen: bad address '" + options_.host + "'");
-  tcp::endpoint ep(addr, options_.port);
-  acceptor_.emplace(first.io());
-  acceptor_->open(ep.protocol());
-  acceptor_->set_option(tcp::acceptor::reuse_address(true));
-  if (ep.address().is_v6()) acceptor_->set_option(asio::ip::v6_only(true), ec);
-  acceptor_->bind(ep, ec);
-  if (ec)
-    throw std::system_error(ec, "server.listen: cannot bind " + options_.host + ":" + std::to_string(options_.port));
-  acceptor_->listen(options_.backlog, ec);
-  if (ec) throw std::system_error(ec, "server.listen: cannot listen");
-  acceptor_->non_blocking(true, ec);
-  port_ = acceptor_->local_endpoint().port();
-  grace_timer_.emplace(first.io());
-  accept_retry_timer_.emplace(first.io());
-  accept_next();
+  listener_ = listen_on(options_.host, options_.port, "server.listen", false, port_);
+  if (!options_.metrics_host.empty()) {
+    metrics_listener_ = listen_on(options_.metrics_host, options_.metrics_port, "metrics.listen", true, metrics_port_);
+  }
   for (auto& l : loops_) {
     Loop* loop = l.get();
-    asio::post(loop->io(), [loop] { loop->start_sweep(); });
+    loop->post([loop] { loop->start_sweep(); });
     loop->thread() = std::thread([loop] { loop->run(); });
   }
 }
 
-void ServerCore::accept_next() {
-  if (stopped_.load()) return;
+// Binds a non-blocking listening socket and watches it on loop 0. Throws
+// std::system_error naming the option when the address is bad or taken.
+std::unique_ptr<Listener> ServerCore::listen_on(const std::string& host, std::uint16_t port, const char* key,
+                                                bool metrics_only, std::uint16_t& bound_port) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) throw std::system_error(ec, std::string(key) + ": bad address '" + host + "'");
+  tcp::endpoint ep(addr, port);
+  int fd = ::socket(ep.protocol().family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), std::string(key) + ": socket");
+  auto fail = [&](const std::string& what) {
+    int err = errno;
+    ::close(fd);
+    throw std::system_error(err, std::generic_category(), std::string(key) + ": " + what);
+  };
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr.is_v6()) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
+    fail("cannot bind " + host + ":" + std::to_string(port));
+  }
+  if (::listen(fd, options_.backlog) != 0) fail("cannot listen");
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+  bound_port = ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
+                                                 : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+  auto l = std::make_unique<Listener>(*this, *loops_[0], fd, metrics_only);
+  if (!loops_[0]->watch(fd, l.get(), true)) fail("cannot watch the listening socket");
+  return l;
+}
+
+// ---------------------------------------------------------------- Listener
+
+Listener::~Listener() { close(); }
+
+void Listener::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+void Listener::accept_ready() {
+  // Edge-triggered: accept until the backlog is empty, in slices of 64 so a
+  // connection storm does not starve the loop's other sockets.
+  for (int i = 0; i < 64; ++i) {
+    if (paused_ || fd_ < 0 || core_.stopped_.load()) return;
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd = ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      core_.adopt(fd, peer, metrics_only_);
+      continue;
+    }
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) return;
+    if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+    // EMFILE/ENFILE/ENOBUFS/ENOMEM: back off briefly instead of spinning; the
+    // pending connections wait in the backlog.
+    spdlog::error("event=accept_error reason=\"{}\" retry_ms=100", std::strerror(err));
+    loop_.counters().errors[static_cast<std::size_t>(ops::ErrorKind::AcceptFailed)].inc();
+    paused_ = true;
+    loop_.schedule(100, [this] {
+      paused_ = false;
+      accept_ready();
+    });
+    return;
+  }
+  loop_.post([this] { accept_ready(); });
+}
+
+void ServerCore::adopt(int fd, const sockaddr_storage& peer, bool metrics_only) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  std::uint16_t port = 0;
+  std::string address;
+  if (peer.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    address = "[" + std::string(ip) + "]:" + std::to_string(port);
+  } else {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    ::inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    address = std::string(ip) + ":" + std::to_string(port);
+  }
+  live_.fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
   Loop& target = *loops_[next_loop_];
   next_loop_ = (next_loop_ + 1) % loops_.size();
-  // Accept straight onto the target loop's io_context, so the connection is
-  // registered with the reactor that will serve it.
-  auto peer = std::make_shared<Socket>(target.io());
-  acceptor_->async_accept(*peer, [this, &target, peer](const boost::system::error_code& ec) {
-    if (ec == asio::error::operation_aborted || stopped_.load()) return;
-    if (ec) {
-      // EMFILE/ENFILE and friends: back off briefly instead of spinning.
-      spdlog::error("event=accept_error reason=\"{}\"", ec.message());
-      loops_[0]->counters().errors[static_cast<std::size_t>(ops::ErrorKind::ConnectionReset)].inc();
-      accept_retry_timer_->expires_after(std::chrono::milliseconds(100));
-      accept_retry_timer_->async_wait([this](const boost::system::error_code& e) {
-        if (!e) accept_next();
-      });
-      return;
-    }
-    boost::system::error_code rec;
-    auto remote = peer->remote_endpoint(rec);
-    std::string ip = rec ? "?" : remote.address().to_string();
-    std::string address =
-        rec ? "?" : (remote.address().is_v6() ? "[" + ip + "]" : ip) + ":" + std::to_string(remote.port());
-    live_.fetch_add(1, std::memory_order_relaxed);
-    std::uint64_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-    // The connection owns the bare descriptor from here on; it leaves Asio's
-    // reactor and joins the loop's own readiness set in start().
-    int fd = peer->release(rec);
-    if (rec) {
-      live_.fetch_sub(1, std::memory_order_relaxed);
-      accept_next();
-      return;
-    }
-    asio::post(target.io(), [this, &target, fd, id, address = std::move(address)]() mutable {
-      auto conn = std::make_shared<Connection>(*this, target, fd, id, std::move(address));
-      conn->start();
-    });
-    accept_next();
+  // Started from the target loop's queue (never inside the accepting batch).
+  target.post([this, &target, fd, id, metrics_only, address = std::move(address)]() mutable {
+    auto conn = std::make_shared<Connection>(*this, target, fd, id, std::move(address));
+    conn->metrics_only = metrics_only;
+    conn->start();
   });
 }
 
-ops::HandshakeFailure ServerCore::try_admit(const std::string& ip, bool& ok) {
-  ok = false;
-  std::size_t cur = open_.load(std::memory_order_relaxed);
-  if (options_.max_connections > 0 && cur >= options_.max_connections) return ops::HandshakeFailure::OverCapacity;
+void ServerCore::reserve_admission(const std::string& ip, std::size_t& open_before, std::size_t& from_ip_before) {
+  open_before = open_.fetch_add(1, std::memory_order_relaxed);
+  from_ip_before = 0;
   if (options_.max_connections_per_ip > 0) {
     std::lock_guard lock(ip_mu_);
-    auto& n = per_ip_[ip];
-    if (n >= options_.max_connections_per_ip) return ops::HandshakeFailure::PerIpCapacity;
-    ++n;
+    from_ip_before = per_ip_[ip]++;
   }
-  open_.fetch_add(1, std::memory_order_relaxed);
-  ok = true;
-  return ops::HandshakeFailure::Count;
 }
 
 void ServerCore::release_admission(const std::string& ip) {
@@ -327,22 +359,18 @@ void ServerCore::check_drained() {
   if (stopped_.exchange(true)) return;
   for (auto& l : loops_) {
     Loop* loop = l.get();
-    asio::post(loop->io(), [loop, this] { halt_loop(*loop); });
+    loop->post([loop, this] { halt_loop(*loop); });
   }
 }
 
-// On the loop's own thread: stop its timers (and, on loop 0, the listener)
-// and let its io_context return.
+// On the loop's own thread: close the listeners (loop 0) and let run()
+// return; pending timers (sweep, grace, accept retry) die with the loop.
 void ServerCore::halt_loop(Loop& loop) {
-  boost::system::error_code ec;
-  loop.sweep_timer().cancel();
-  loop.stop_io();
   if (loop.index() == 0) {
-    if (acceptor_) acceptor_->close(ec);
-    grace_timer_->cancel();
-    accept_retry_timer_->cancel();
+    if (listener_) listener_->close();
+    if (metrics_listener_) metrics_listener_->close();
   }
-  loop.io().stop();
+  loop.stop();
 }
 
 void ServerCore::stop() {
@@ -351,14 +379,12 @@ void ServerCore::stop() {
   // New upgrade attempts keep being accepted and are answered 503 while we drain.
   for (auto& l : loops_) {
     Loop* loop = l.get();
-    asio::post(loop->io(),
-               [loop] { loop->batch([loop] { loop->for_each_connection([](Connection& c) { c.go_away(); }); }); });
+    loop->post([loop] { loop->batch([loop] { loop->for_each_connection([](Connection& c) { c.go_away(); }); }); });
   }
   Loop* first = loops_[0].get();
-  asio::post(first->io(), [this] {
-    grace_timer_->expires_after(options_.shutdown_grace);
-    grace_timer_->async_wait([this](const boost::system::error_code& ec) {
-      if (ec) return;
+  first->post([this, first] {
+    first->schedule(options_.shutdown_grace.count(), [this] {
+      if (stopped_.load()) return;
       spdlog::warn("event=shutdown_grace_expired remaining={}", live_.load());
       abort();
     });
@@ -371,7 +397,7 @@ void ServerCore::abort() {
   draining_.store(true);
   for (auto& l : loops_) {
     Loop* loop = l.get();
-    asio::post(loop->io(), [this, loop] {
+    loop->post([this, loop] {
       loop->for_each_connection([](Connection& c) { c.abort_connection(); });
       halt_loop(*loop);
     });
@@ -406,7 +432,7 @@ void ServerCore::broadcast(std::string_view data, MessageType type) {
   for (auto& l : loops_) {
     Loop* loop = l.get();
     buf->add_ref();
-    asio::post(loop->io(), [loop, buf] {
+    loop->post([loop, buf] {
       loop->batch([&] { loop->deliver_run(buf, 0, buf->size, 1); });
       buf->release();
     });
@@ -439,6 +465,7 @@ void Server::stop() { impl_->core.stop(); }
 void Server::abort() { impl_->core.abort(); }
 void Server::wait() { impl_->core.wait(); }
 std::uint16_t Server::port() const noexcept { return impl_->core.port(); }
+std::uint16_t Server::metrics_port() const noexcept { return impl_->core.metrics_port(); }
 bool Server::draining() const noexcept { return impl_->core.draining(); }
 std::size_t Server::connection_count() const noexcept { return impl_->core.open_count(); }
 void Server::broadcast(std::string_view data, MessageType type) { impl_->core.broadcast(data, type); }

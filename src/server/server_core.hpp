@@ -1,13 +1,12 @@
 // ServerCore: the loops, the listener, admission state, broadcast plumbing.
 // Internal to src/server; the public face is conduit::Server.
 #pragma once
+#include <sys/socket.h>
+
 #include <atomic>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -21,6 +20,8 @@
 namespace conduit::server {
 
 struct TlsContext;
+class Loop;
+class ServerCore;
 
 // A run of consecutive broadcast frames in one shared buffer, on its way to
 // another loop (one post per loop per flush, not per message or connection).
@@ -29,6 +30,27 @@ struct BroadcastRun {
   std::uint32_t begin;
   std::uint32_t end;
   std::uint32_t messages;
+};
+
+// A listening socket on loop 0's readiness set. Accepted descriptors are
+// handed round-robin to the loops. metrics_only: the separate metrics.listen
+// address, which serves the HTTP routes and refuses WebSocket upgrades.
+class Listener final : public net::IoHandler {
+ public:
+  Listener(ServerCore& core, Loop& loop, int fd, bool metrics_only) noexcept
+      : core_(core), loop_(loop), fd_(fd), metrics_only_(metrics_only) {}
+  ~Listener();
+  void on_io(std::uint32_t) override { accept_ready(); }
+  void accept_ready();
+  void close() noexcept;
+  int fd() const noexcept { return fd_; }
+
+ private:
+  ServerCore& core_;
+  Loop& loop_;
+  int fd_;
+  bool metrics_only_;
+  bool paused_ = false;  // after EMFILE and friends: retried by a timer
 };
 
 class Loop : public net::EventLoop {
@@ -79,6 +101,7 @@ class Loop : public net::EventLoop {
   std::vector<std::shared_ptr<Connection>> dirty_;
   std::vector<std::shared_ptr<Connection>> flushing_;
   bool flush_posted_ = false;
+  net::EventLoop::TimerId sweep_timer_ = 0;
   net::FrameBuffer* batch_ = nullptr;              // current broadcast batch buffer (one ref held)
   std::vector<std::vector<BroadcastRun>> outbox_;  // per destination loop
   friend class ServerCore;
@@ -103,18 +126,25 @@ class ServerCore {
   TlsContext* tls() const noexcept { return tls_.get(); }
   bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
   std::uint16_t port() const noexcept { return port_; }
+  std::uint16_t metrics_port() const noexcept { return metrics_port_; }
   std::size_t open_count() const noexcept { return open_.load(std::memory_order_relaxed); }
   std::vector<std::unique_ptr<Loop>>& loops() noexcept { return loops_; }
   std::int64_t sweep_interval_ms() const noexcept { return sweep_ms_; }
 
-  // Admission accounting (called on loop threads around the 101 and close).
-  // Returns false (and changes nothing) when a cap is reached.
-  ops::HandshakeFailure try_admit(const std::string& ip, bool& ok);
+  // Admission accounting (loop threads, around the 101 and the close). A
+  // handshake reserves its slot before the policy decides, and is told the
+  // counts before it (server-wide and from its address); a refused one
+  // releases the slot at once.
+  void reserve_admission(const std::string& ip, std::size_t& open_before, std::size_t& from_ip_before);
   void release_admission(const std::string& ip);
   void on_connection_finished();
 
  private:
-  void accept_next();
+  // Takes an accepted descriptor (loop 0's thread) and starts its connection
+  // on the next loop.
+  void adopt(int fd, const sockaddr_storage& peer, bool metrics_only);
+  std::unique_ptr<Listener> listen_on(const std::string& host, std::uint16_t port, const char* key, bool metrics_only,
+                                      std::uint16_t& bound_port);
   void check_drained();
   void halt_loop(Loop& loop);
 
@@ -124,9 +154,8 @@ class ServerCore {
   wire::DeflateConfig deflate_;
   std::unique_ptr<TlsContext> tls_;
   std::vector<std::unique_ptr<Loop>> loops_;
-  std::optional<boost::asio::ip::tcp::acceptor> acceptor_;
-  std::optional<boost::asio::steady_timer> grace_timer_;
-  std::optional<boost::asio::steady_timer> accept_retry_timer_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<Listener> metrics_listener_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<bool> started_{false};
@@ -135,6 +164,7 @@ class ServerCore {
   std::atomic<std::uint64_t> next_id_{1};
   unsigned next_loop_ = 0;
   std::uint16_t port_ = 0;
+  std::uint16_t metrics_port_ = 0;
   std::int64_t sweep_ms_ = 1000;
   std::mutex ip_mu_;
   std::unordered_map<std::string, std::size_t> per_ip_;
@@ -142,6 +172,7 @@ class ServerCore {
   std::condition_variable done_cv_;
   bool done_ = false;
   friend class Loop;
+  friend class Listener;
   friend class Connection;
 };
 

@@ -38,7 +38,8 @@ struct Frame {
 // from plain threads without another event loop in the test.
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port) {
+  explicit RawClient(std::uint16_t port, std::string_view target = "/", const std::vector<std::string>& protocols = {},
+                     std::string_view extra_headers = {}) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -50,7 +51,8 @@ class RawClient {
     timeval tv{10, 0};  // every blocking read is bounded
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     std::string key = conduit::wire::generate_client_key();
-    std::string req = conduit::wire::make_client_request("127.0.0.1:" + std::to_string(port), "/", key, {}, {}, {});
+    std::string req = conduit::wire::make_client_request("127.0.0.1:" + std::to_string(port), target, key, protocols,
+                                                         {}, extra_headers);
     write_all(req);
     std::string resp;
     char c;
@@ -59,11 +61,23 @@ class RawClient {
       resp.push_back(c);
     }
     status_ = resp.substr(0, resp.find("\r\n"));
+    response_ = resp;
   }
   ~RawClient() {
     if (fd_ >= 0) ::close(fd_);
   }
   const std::string& status() const { return status_; }
+  const std::string& response() const { return response_; }
+  // After a refused upgrade: the rest of the response (its body) until EOF.
+  std::string read_to_eof() {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
 
   void send_text(std::string_view s) {
     std::string out;
@@ -124,6 +138,7 @@ class RawClient {
   }
   int fd_ = -1;
   std::string status_;
+  std::string response_;
   conduit::wire::Parser parser_{conduit::wire::Role::Client, {16 << 20, false}};
   std::vector<Frame> frames_;
 };
@@ -279,3 +294,153 @@ TEST(ServerInProcess, StopClosesEveryoneWith1001AndReturns) {
 }
 
 }  // namespace
+
+// A plain HTTP GET on a fresh socket; returns the whole response (bounded by SO_RCVTIMEO).
+std::string http_get(std::uint16_t port, std::string_view path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "connect failed";
+  }
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req = "GET " + std::string(path) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+// The accept hook sees path, query, headers, origin and offered protocols, and
+// either refuses with its own status and reason or accepts with a subprotocol
+// and per-session user data that the session carries into on_open.
+TEST(ServerInProcess, AcceptHookInspectsRequestAndDecides) {
+  std::mutex mu;
+  std::vector<std::string> seen;
+  conduit::ServerHandlers h;
+  h.on_upgrade = [&](const conduit::UpgradeInfo& info) {
+    {
+      std::lock_guard lock(mu);
+      std::string offered;
+      for (auto p : info.offered_subprotocols) offered += std::string(p) + ",";
+      seen.push_back(std::string(info.path) + "|" + std::string(info.query) + "|" +
+                     std::string(info.header("x-api-key")) + "|" + std::string(info.origin) + "|" + offered);
+    }
+    conduit::UpgradeDecision d;
+    if (info.header("X-Api-Key") != "secret") {
+      d.accept = false;
+      d.status = 401;
+      d.reason = "bad api key";
+      return d;
+    }
+    d.subprotocol = "chat.v2";
+    d.user_data = std::make_shared<std::string>("user:" + std::string(info.query));
+    return d;
+  };
+  h.on_open = [](conduit::Session& s) {
+    auto name = std::static_pointer_cast<std::string>(s.user_data);
+    s.send(name ? *name : "no user data");
+  };
+  conduit::Server server(test_options(1), std::move(h));
+  server.start();
+
+  RawClient refused(server.port(), "/rooms/7?who=bob", {"chat.v1"},
+                    "X-Api-Key: wrong\r\nOrigin: https://a.example\r\n");
+  EXPECT_EQ(refused.status(), "HTTP/1.1 401 Unauthorized");
+  EXPECT_NE(refused.read_to_eof().find("bad api key"), std::string::npos);
+
+  RawClient ok(server.port(), "/rooms/7?who=alice", {"chat.v1", "chat.v2"}, "X-Api-Key: secret\r\n");
+  EXPECT_EQ(ok.status(), "HTTP/1.1 101 Switching Protocols");
+  EXPECT_NE(ok.response().find("Sec-WebSocket-Protocol: chat.v2\r\n"), std::string::npos) << ok.response();
+  Frame f = ok.next_data_or_close();
+  EXPECT_EQ(f.op, conduit::wire::Opcode::Text);
+  EXPECT_EQ(f.payload, "user:who=alice");
+  {
+    std::lock_guard lock(mu);
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[0], "/rooms/7|who=bob|wrong|https://a.example|chat.v1,");
+    EXPECT_EQ(seen[1], "/rooms/7|who=alice|secret||chat.v1,chat.v2,");
+  }
+  std::string m = server.metrics_text();
+  EXPECT_NE(m.find("conduit_handshake_failures_total{reason=\"refused\"} 1"), std::string::npos) << m;
+  server.stop();
+  server.wait();
+}
+
+// An exception escaping a handler is the application's failure: the session
+// gets close 1011, the error is counted, other sessions are unaffected; an
+// exception from the accept hook is answered 500.
+TEST(ServerInProcess, HandlerExceptionsBecome1011And500) {
+  conduit::ServerHandlers h;
+  h.on_upgrade = [](const conduit::UpgradeInfo& info) -> conduit::UpgradeDecision {
+    if (info.path == "/throw") throw std::runtime_error("hook failed");
+    return {};
+  };
+  h.on_message = [](conduit::Session& s, std::string_view d, conduit::MessageType t) {
+    if (d == "boom") throw std::runtime_error("handler failed");
+    s.send(d, t);
+  };
+  conduit::Server server(test_options(1), std::move(h));
+  server.start();
+
+  RawClient a(server.port());
+  RawClient b(server.port());
+  a.send_text("one");
+  EXPECT_EQ(a.next_data_or_close().payload, "one");
+  a.send_text("boom");
+  Frame f = a.next_data_or_close();
+  EXPECT_EQ(f.op, conduit::wire::Opcode::Close);
+  EXPECT_EQ(f.close_code, 1011);
+  EXPECT_EQ(f.payload, "internal error");
+  a.send_close(1011);
+  b.send_text("still here");
+  EXPECT_EQ(b.next_data_or_close().payload, "still here");
+
+  RawClient hook(server.port(), "/throw");
+  EXPECT_EQ(hook.status(), "HTTP/1.1 500 Internal Server Error");
+
+  std::string m = server.metrics_text();
+  EXPECT_NE(m.find("conduit_errors_total{kind=\"handler_exception\"} 2"), std::string::npos) << m;
+  EXPECT_NE(m.find("conduit_handshake_failures_total{reason=\"hook_error\"} 1"), std::string::npos) << m;
+  server.stop();
+  server.wait();
+}
+
+// ServerOptions::metrics_host: a second listener that serves the HTTP routes
+// and refuses WebSocket upgrades; the main port keeps serving them too.
+TEST(ServerInProcess, SeparateMetricsListener) {
+  conduit::ServerOptions o = test_options(2);
+  o.metrics_host = "127.0.0.1";
+  o.metrics_port = 0;
+  conduit::ServerHandlers h;
+  h.on_message = [](conduit::Session& s, std::string_view d, conduit::MessageType t) { s.send(d, t); };
+  conduit::Server server(o, std::move(h));
+  server.start();
+  ASSERT_NE(server.metrics_port(), 0);
+  ASSERT_NE(server.metrics_port(), server.port());
+
+  RawClient c(server.port());
+  c.send_text("x");
+  EXPECT_EQ(c.next_data_or_close().payload, "x");
+
+  std::string m = http_get(server.metrics_port(), "/metrics");
+  EXPECT_EQ(m.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << m;
+  EXPECT_NE(m.find("conduit_connections_active 1"), std::string::npos) << m;
+  EXPECT_EQ(http_get(server.metrics_port(), "/healthz").rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(http_get(server.port(), "/metrics").rfind("HTTP/1.1 200", 0), 0u);
+
+  RawClient upgrade(server.metrics_port());
+  EXPECT_EQ(upgrade.status(), "HTTP/1.1 404 Not Found");
+  server.stop();
+  server.wait();
+}
