@@ -1,18 +1,22 @@
-// conduitd: the Conduit daemon (echo or broadcast relay).
+// conduitd: the Conduit daemon (echo, broadcast or per-path relay).
 //
-//   conduitd [--config FILE] [--listen HOST:PORT] [--mode echo|broadcast] [--set key=value]...
+//   conduitd [--config FILE] [--listen HOST:PORT] [--mode echo|broadcast|relay] [--set key=value]...
 //
 // Exit status: 0 after a clean shutdown, 1 on a runtime failure (e.g. the
 // address is in use), 2 on a configuration error (the message names the key).
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "conduit/server.hpp"
 #include "ops/config.hpp"
@@ -24,15 +28,55 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
 
   --config FILE         TOML configuration file (keys: docs/configuration.md)
   --listen HOST:PORT    same as --set server.listen=HOST:PORT (default 127.0.0.1:8080; port 0 = any free port)
-  --mode MODE           echo | broadcast (same as --set server.mode=MODE)
+  --mode MODE           echo | broadcast | relay (same as --set server.mode=MODE)
+                        echo: each message back to its sender; broadcast: to every session;
+                        relay: to every other session connected to the same path
   --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
   --print-config        print the embedded default configuration and exit
   --help                this text
 
-Once listening, conduitd prints "listening on HOST:PORT" on stdout.
+Once listening, conduitd prints "listening on HOST:PORT" on stdout (and, with
+metrics.listen set, "metrics listening on HOST:PORT").
 SIGTERM/SIGINT: graceful shutdown (close 1001, drain up to server.shutdown_grace); a second signal exits at once.
 Exit status: 0 clean shutdown, 1 runtime failure, 2 configuration error.
 )";
+
+// Relay mode: sessions are grouped by request path (the query is ignored); a
+// message goes to every other open session of the sender's group, in order per
+// sender. The map is only touched on open, close and to copy a group.
+class Rooms {
+ public:
+  void join(conduit::Session& s) {
+    std::lock_guard lock(mu_);
+    rooms_[room_of(s)].push_back(s.shared());
+  }
+  void leave(conduit::Session& s) {
+    std::lock_guard lock(mu_);
+    auto it = rooms_.find(room_of(s));
+    if (it == rooms_.end()) return;
+    auto& members = it->second;
+    members.erase(std::remove_if(members.begin(), members.end(), [&](const auto& m) { return m.get() == &s; }),
+                  members.end());
+    if (members.empty()) rooms_.erase(it);
+  }
+  void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
+    thread_local std::vector<conduit::SessionPtr> peers;
+    {
+      std::lock_guard lock(mu_);
+      auto it = rooms_.find(room_of(from));
+      if (it != rooms_.end()) peers = it->second;
+    }
+    for (const auto& p : peers) {
+      if (p.get() != &from) p->send(data, type);
+    }
+    peers.clear();
+  }
+
+ private:
+  static std::string room_of(const conduit::Session& s) { return s.path().substr(0, s.path().find('?')); }
+  std::mutex mu_;
+  std::unordered_map<std::string, std::vector<conduit::SessionPtr>> rooms_;
+};
 
 [[noreturn]] void config_error(const std::string& message) {
   std::fprintf(stderr, "conduitd: config error: %s\n", message.c_str());
@@ -95,9 +139,16 @@ int main(int argc, char** argv) {
     handlers.on_message = [](conduit::Session& s, std::string_view data, conduit::MessageType type) {
       s.send(data, type);
     };
-  } else {
+  } else if (cfg.mode == conduit::ops::ServerMode::Broadcast) {
     handlers.on_message = [&srv](conduit::Session&, std::string_view data, conduit::MessageType type) {
       srv->broadcast(data, type);
+    };
+  } else {
+    auto rooms = std::make_shared<Rooms>();
+    handlers.on_open = [rooms](conduit::Session& s) { rooms->join(s); };
+    handlers.on_close = [rooms](conduit::Session& s, std::uint16_t, std::string_view) { rooms->leave(s); };
+    handlers.on_message = [rooms](conduit::Session& s, std::string_view data, conduit::MessageType type) {
+      rooms->relay(s, data, type);
     };
   }
   try {
@@ -114,6 +165,11 @@ int main(int argc, char** argv) {
   }
   std::string host = cfg.server.host.find(':') != std::string::npos ? "[" + cfg.server.host + "]" : cfg.server.host;
   std::printf("listening on %s:%u\n", host.c_str(), static_cast<unsigned>(server->port()));
+  if (server->metrics_port() != 0) {
+    const std::string& mh = cfg.server.metrics_host;
+    std::printf("metrics listening on %s:%u\n", (mh.find(':') != std::string::npos ? "[" + mh + "]" : mh).c_str(),
+                static_cast<unsigned>(server->metrics_port()));
+  }
   std::fflush(stdout);
 
   std::thread([srv, signals] {

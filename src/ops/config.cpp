@@ -15,7 +15,7 @@ constexpr std::string_view kDefaults =
     R"(# conduitd embedded defaults. Every key is documented in docs/configuration.md.
 [server]
 listen = "127.0.0.1:8080"
-mode = "echo"                 # echo | broadcast
+mode = "echo"                 # echo | broadcast | relay
 threads = 1                   # event loops; 0 = one per core
 backlog = 1024
 handshake_timeout = "10s"     # slowloris guard
@@ -49,6 +49,9 @@ min_bytes = 64
 [tls]
 cert = ""                     # PEM; with key, enables wss
 key = ""
+
+[metrics]
+listen = ""                   # HOST:PORT for a second, HTTP-only listener ("" = none)
 
 [log]
 level = "info"                # trace | debug | info | warn | error | off
@@ -148,7 +151,8 @@ const std::map<std::string, KeySpec>& schema() {
           std::string m = get_string(n, k);
           if (m == "echo") c.mode = ServerMode::Echo;
           else if (m == "broadcast") c.mode = ServerMode::Broadcast;
-          else throw ConfigError(k, "expected \"echo\" or \"broadcast\", got \"" + m + "\"");
+          else if (m == "relay") c.mode = ServerMode::Relay;
+          else throw ConfigError(k, "expected \"echo\", \"broadcast\" or \"relay\", got \"" + m + "\"");
         }}},
       {"server.threads",
        {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
@@ -250,6 +254,23 @@ const std::map<std::string, KeySpec>& schema() {
       {"compression.min_bytes",
        {Kind::Size, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.compression.min_compress_bytes = get_size(n, k);
+        }}},
+      {"metrics.listen",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          std::string v = get_string(n, k);
+          if (v.empty()) {
+            c.server.metrics_host.clear();
+            c.server.metrics_port = 0;
+            return;
+          }
+          try {
+            auto [host, port] = parse_listen(v);
+            c.server.metrics_host = host;
+            c.server.metrics_port = port;
+          } catch (const std::invalid_argument& e) {
+            throw ConfigError(k, e.what());
+          }
         }}},
       {"tls.cert",
        {Kind::String,

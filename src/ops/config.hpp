@@ -22,7 +22,9 @@ class ConfigError : public std::runtime_error {
   std::string key_;
 };
 
-enum class ServerMode { Echo, Broadcast };
+// echo: every message back to its sender. broadcast: every message to every
+// open session. relay: every message to the other sessions on the same path.
+enum class ServerMode { Echo, Broadcast, Relay };
 
 struct DaemonConfig {
   ServerOptions server;

@@ -28,7 +28,7 @@
 //         64-bit length with the top bit set, a length not in its minimal
 //         encoding (§5.2 "MUST"), close payload of 1 byte, invalid close code,
 //         RSV1 on a continuation or control frame.
-//   1007: invalid UTF-8 in a Text message or in a close reason.
+//   1007: invalid UTF-8 in a Text message (a close reason with invalid UTF-8 is a bad close payload: 1002).
 //   1009: message length (sum of its frames, known from each header) above
 //         max_message_bytes — detected from the header, before any payload is
 //         buffered.
@@ -230,7 +230,9 @@ bool Parser::deliver_control(Handler& h, const std::uint8_t* data, std::size_t l
   }
   const std::uint16_t code = static_cast<std::uint16_t>((data[0] << 8) | data[1]);
   if (!is_valid_wire_close_code(code)) return fail(h, close_code::protocol_error, "invalid close code");
-  if (!is_valid_utf8(data + 2, len - 2)) return fail(h, close_code::invalid_payload, "invalid UTF-8 in close reason");
+  // A bad close payload is a protocol error (RFC 6455 §5.5.1 and the issue's
+  // rule; Autobahn 7.5.1 accepts 1002 or 1007; Beast also answers 1002).
+  if (!is_valid_utf8(data + 2, len - 2)) return fail(h, close_code::protocol_error, "invalid UTF-8 in close reason");
   state_ = State::Closed;
   release_message();
   h.on_close(code, std::string_view(reinterpret_cast<const char*>(data + 2), len - 2));

@@ -38,15 +38,15 @@ Verdict classify_beast_error(const beast::error_code& ec) {
   if (ec == net::error::eof) return Verdict::Ok;  // input ended, possibly mid-frame
   if (ec == websocket::error::closed) return Verdict::Closed;
   if (ec == websocket::error::message_too_big) return Verdict::TooBig;
-  // Invalid UTF-8 in a text message (bad_frame_payload) or in a close reason
-  // (bad_close_payload): our contract answers both with 1007.
-  if (ec == websocket::error::bad_frame_payload || ec == websocket::error::bad_close_payload) return Verdict::BadUtf8;
+  // Invalid UTF-8 in a text message (bad_frame_payload) is 1007; in a close
+  // reason (bad_close_payload) it is a bad close payload, 1002, for both.
+  if (ec == websocket::error::bad_frame_payload) return Verdict::BadUtf8;
   if (ec == websocket::error::bad_opcode || ec == websocket::error::bad_data_frame ||
       ec == websocket::error::bad_continuation || ec == websocket::error::bad_reserved_bits ||
       ec == websocket::error::bad_control_fragment || ec == websocket::error::bad_control_size ||
       ec == websocket::error::bad_unmasked_frame || ec == websocket::error::bad_masked_frame ||
       ec == websocket::error::bad_size || ec == websocket::error::bad_close_code ||
-      ec == websocket::error::bad_close_size)
+      ec == websocket::error::bad_close_size || ec == websocket::error::bad_close_payload)
     return Verdict::ProtocolError;
   std::fprintf(stderr, "FUZZ HARNESS: unexpected Beast error %s\n", ec.message().c_str());
   std::abort();

@@ -376,7 +376,7 @@ TEST(ParserUtf8, OverlongRejectedAtSecondByte) {
   EXPECT_EQ(rec.events, Events{"error:1007"});
 }
 
-TEST(ParserUtf8, InvalidCloseReasonIs1007) { expect_error(frame({kClose, str({0x03, 0xE8, 0xC0, 0x80})}), 1007); }
+TEST(ParserUtf8, InvalidCloseReasonIs1002) { expect_error(frame({kClose, str({0x03, 0xE8, 0xC0, 0x80})}), 1002); }
 
 // ---- size limit → 1009 ------------------------------------------------------
 

@@ -240,7 +240,7 @@ def main():
         ("close-1-byte", hostile_case([frame(CLOSE, b"\x03")], 1002), 4),
         ("close-code-1005", hostile_case([frame(CLOSE, close_payload(1005))], 1002), 4),
         ("close-code-999", hostile_case([frame(CLOSE, close_payload(999))], 1002), 4),
-        ("close-bad-utf8-reason", hostile_case([frame(CLOSE, close_payload(1000, b"\xff"))], 1007), 4),
+        ("close-bad-utf8-reason", hostile_case([frame(CLOSE, close_payload(1000, b"\xff"))], 1002), 4),
         ("invalid-utf8", hostile_case([frame(TEXT, invalid_utf8)], 1007), 4),
         ("invalid-utf8-in-fragment", hostile_case([frame(TEXT, b"ok", fin=False), frame(CONT, b"\xc0\xaf", fin=False)],
                                                   1007), 4),

@@ -199,7 +199,7 @@ class Framing(unittest.TestCase):
             self.assertEqual(c.recv_message()[:2], (OP_BINARY, b"\xff\xfe\xc0"))
 
     def test_invalid_utf8_close_reason(self):
-        self.assert_violation(1007, encode_frame(OP_CLOSE, close_payload(1000, b"\xff\xfe")), name="close reason")
+        self.assert_violation(1002, encode_frame(OP_CLOSE, close_payload(1000, b"\xff\xfe")), name="close reason")
 
     # ---- message size → 1009, from the header ----
 

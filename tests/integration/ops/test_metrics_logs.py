@@ -7,14 +7,15 @@ handshake, nothing per message at info; log.format=json is one JSON object per l
 
 import asyncio
 import json
+import re
 import time
 import unittest
 
 import websockets
 
 import opslib
-from opslib import (EOF, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, Conduitd, RawWS, close_payload, http_request,
-                    log_events, scrape, upgrade_status, wait_metric)
+from opslib import (EOF, OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, Conduitd, RawWS, close_payload, get_status,
+                    http_request, log_events, run_conduitd_to_exit, scrape, upgrade_status, wait_metric)
 
 REQUIRED = {
     "conduit_connections_active": "gauge",
@@ -232,6 +233,45 @@ class Logs(unittest.TestCase):
             self.assertEqual(o["subprotocol"], "v1")
         self.assertEqual(len([o for o in objs if o.get("event") == "handshake_refused"]), 1)
         self.assertLessEqual(len(objs), 5 + 5 + 1 + 2)
+
+
+class MetricsListener(unittest.TestCase):
+    """metrics.listen: a second, HTTP-only listener (e.g. reachable by Prometheus, not by clients)."""
+
+    def test_separate_address_serves_routes_and_refuses_upgrades(self):
+        server = Conduitd(mode="echo", sets={"metrics.listen": "127.0.0.1:0"}).start()
+        try:
+            deadline = time.monotonic() + 10
+            mport = None
+            while mport is None and time.monotonic() < deadline:
+                for line in list(server.stdout_lines):
+                    m = re.match(rb"metrics listening on 127\.0\.0\.1:(\d+)", line)
+                    if m:
+                        mport = int(m.group(1))
+                time.sleep(0.02)
+            self.assertIsNotNone(mport, "no 'metrics listening on' line\n" + server.diagnostics())
+            self.assertNotEqual(mport, server.port)
+
+            async def echo_once():
+                async with websockets.connect(server.url) as ws:
+                    await ws.send("hello")
+                    self.assertEqual(await asyncio.wait_for(ws.recv(), 10), "hello")
+            asyncio.run(echo_once())
+
+            m = scrape(mport)
+            self.assertEqual(m.get("conduit_messages_received_total"), 1)
+            self.assertEqual(get_status(mport, "/healthz")[0], 200)
+            self.assertEqual(get_status(mport, "/readyz")[0], 200)
+            self.assertEqual(upgrade_status(mport)[0], 404)
+            self.assertEqual(upgrade_status(server.port)[0], 101)
+            self.assertEqual(get_status(server.port, "/metrics")[0], 200)  # still on the main port too
+        finally:
+            server.stop()
+
+    def test_bad_address_is_a_config_error(self):
+        status, out = run_conduitd_to_exit(["--listen", "127.0.0.1:0", "--set", "metrics.listen=nowhere"])
+        self.assertEqual(status, 2, out)
+        self.assertIn("metrics.listen", out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""conduitd --mode relay: a message goes to every other session connected to the same path (the query
+is ignored), in order per sender, never back to its sender and never to another path. Python websockets
+and Node ws peers in the same room."""
+
+import asyncio
+import json
+import unittest
+
+import websockets
+
+import opslib
+from opslib import Conduitd, run_node
+
+
+class Relay(unittest.TestCase):
+    def setUp(self):
+        self.server = Conduitd(mode="relay").start()
+
+    def tearDown(self):
+        self.server.stop()
+
+    def test_same_path_only_not_back_to_sender_in_order(self):
+        base = f"ws://127.0.0.1:{self.server.port}"
+
+        async def go():
+            a = await websockets.connect(base + "/room/1?user=a")
+            b = await websockets.connect(base + "/room/1?user=b")
+            c = await websockets.connect(base + "/room/1")
+            other = await websockets.connect(base + "/room/2")
+            n = 200
+            for i in range(n):
+                await a.send(f"a{i}")
+            await b.send(b"\x00binary from b")
+            got_b = [await asyncio.wait_for(b.recv(), 10) for _ in range(n)]
+            got_c = [await asyncio.wait_for(c.recv(), 10) for _ in range(n + 1)]
+            got_a = await asyncio.wait_for(a.recv(), 10)
+            self.assertEqual(got_b, [f"a{i}" for i in range(n)])
+            # In order per sender; b's message may land anywhere among a's.
+            self.assertEqual([m for m in got_c if isinstance(m, str)], [f"a{i}" for i in range(n)])
+            self.assertEqual([m for m in got_c if isinstance(m, bytes)], [b"\x00binary from b"])  # binary stays binary
+            self.assertEqual(got_a, b"\x00binary from b")              # a got b's, none of its own
+            # The other room heard nothing; its own message reaches nobody (it is alone).
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(other.recv(), 0.3)
+            await other.send("alone")
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(a.recv(), 0.3)
+            # A session that left is no longer relayed to; the others still are.
+            await c.close()
+            await a.send("after c left")
+            self.assertEqual(await asyncio.wait_for(b.recv(), 10), "after c left")
+            for ws in (a, b, other):
+                await ws.close()
+
+        asyncio.run(asyncio.wait_for(go(), 60))
+
+    def test_node_and_python_peers_share_a_room(self):
+        url = f"ws://127.0.0.1:{self.server.port}/chat"
+        async def go():
+            py = await websockets.connect(url)
+            node = asyncio.create_task(asyncio.to_thread(run_node, "node_relay_peer.js", url))
+            # Wait until Node has joined: the room then holds two sessions and our send reaches it.
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                m = opslib.scrape(self.server.port)
+                if m.get("conduit_connections_active") == 2:
+                    break
+            await py.send("hello node")
+            reply = await asyncio.wait_for(py.recv(), 20)
+            self.assertEqual(reply, "ack:hello node")
+            out = await node
+            self.assertIn(json.dumps({"got": "hello node"}, separators=(",", ":")), out)
+            await py.close()
+
+        asyncio.run(asyncio.wait_for(go(), 60))
+
+
+if __name__ == "__main__":
+    opslib.main()
