@@ -1,5 +1,8 @@
 // `conduit bench` and `conduit bench fanout`: front ends of the load generator
 // engine (include/conduit/load.hpp), with a progress line on stderr.
+#include <unistd.h>
+
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -40,7 +43,16 @@ struct BenchFlags {
   std::uint64_t messages = 1000;
   std::size_t fanout_size = 64;
   std::string fanout_timeout = "120s";
+  unsigned processes = 0;
 };
+
+// The path of this executable, for the fanout worker processes.
+std::string self_executable() {
+  char path[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(path, static_cast<std::size_t>(n));
+}
 
 }  // namespace
 
@@ -76,12 +88,20 @@ std::function<int()> add_bench_commands(CLI::App& app) {
   fanout->add_option("--threads", flags->threads, "load generator threads (default 1)");
   fanout->add_option("--server-pid", flags->server_pid,
                      "report this process's CPU seconds and deliveries per CPU-second");
+  fanout->add_option("--processes", flags->processes,
+                     "spread the subscribers over this many worker processes; 0 = only when they need more file "
+                     "descriptors than one process may open (default 0)");
   fanout->add_flag("--json", flags->json, "print the report as one JSON object");
+  // Hidden: one worker process of a multi-process fanout run, driven over
+  // stdin/stdout by its parent `conduit bench fanout` (see load.hpp).
+  CLI::App* fanout_worker = bench->add_subcommand("fanout-worker", "");
+  fanout_worker->group("");
 
-  return [flags, bench, fanout]() -> int {
+  return [flags, bench, fanout, fanout_worker]() -> int {
     if (!bench->parsed()) return -1;
     std::signal(SIGINT, on_interrupt);
     load::raise_file_limit();
+    if (fanout_worker->parsed()) return load::run_fanout_worker(STDIN_FILENO, STDOUT_FILENO, &cancel_requested);
     const bool tty = isatty(fileno(stderr)) != 0;
     load::ProgressCallback progress;
     if (!flags->json || tty) progress = print_progress;
@@ -96,6 +116,8 @@ std::function<int()> add_bench_commands(CLI::App& app) {
       o.window = flags->window;
       o.messages = flags->messages;
       o.size = flags->fanout_size;
+      o.processes = flags->processes;
+      o.worker_command = {self_executable(), "bench", "fanout-worker"};
       auto timeout = parse_duration(flags->fanout_timeout);
       if (!timeout) {
         std::fprintf(stderr, "conduit: --timeout: bad duration '%s'\n", flags->fanout_timeout.c_str());

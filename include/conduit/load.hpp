@@ -24,6 +24,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace conduit::load {
 
@@ -37,6 +38,7 @@ enum class LoadError : std::uint8_t {
   HandshakeFailed,  // a server answered the upgrade with something else than a valid 101
   Timeout,          // fanout: not every message arrived within `timeout`
   ResourceLimit,    // more connections than the process may open (RLIMIT_NOFILE)
+  WorkerFailed,     // fanout over processes: a worker process could not start, died or sent no report
 };
 std::string_view to_string(LoadError error);
 
@@ -83,6 +85,19 @@ struct FanoutLoadOptions : ConnectOptions {
   // Give up (error Timeout) when the last message has not reached every
   // subscriber this long after the first was published. Default 120s.
   Milliseconds timeout{120000};
+  // Subscriber processes. 0 = automatic: one process (this one) when the
+  // subscribers fit in RLIMIT_NOFILE (raised to the hard limit) with a margin
+  // of 64 descriptors, else ceil(subscribers / (limit - 64)) worker processes.
+  // K > 1 forces K worker processes. Splitting needs `worker_command`.
+  unsigned processes = 0;
+  // argv of a worker process (argv[0] is the executable path), e.g.
+  // {"/path/to/conduit", "bench", "fanout-worker"}: a program that calls
+  // run_fanout_worker(0, 1, ...). Empty: never split (too many subscribers is
+  // then a ResourceLimit error). With worker processes, this process opens
+  // only the publisher; the workers open the subscribers, report when they are
+  // connected, report window progress and send their final counts and latency
+  // histogram back over their stdout (see run_fanout_worker).
+  std::vector<std::string> worker_command;
 };
 
 struct IdleLoadOptions : ConnectOptions {
@@ -145,6 +160,7 @@ struct FanoutLoadReport {
   CloseCodeCounts close_codes;         // subscribers closed by the server, by code
   double server_cpu_seconds = -1;
   double deliveries_per_server_cpu_second = 0;
+  unsigned processes = 1;  // processes that held subscribers (1 = this one)
 };
 
 struct IdleLoadReport {
@@ -169,6 +185,11 @@ using ProgressCallback = std::function<void(const Progress&)>;
 
 EchoLoadReport run_echo_load(const EchoLoadOptions& options, const ProgressCallback& progress = {});
 FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const ProgressCallback& progress = {});
+// The worker side of a fanout run spread over processes: reads its
+// configuration from in_fd, opens its subscribers, and talks to the parent
+// (run_fanout_load) in text lines over in_fd/out_fd until the run ends.
+// Returns the process exit status (0 = a report was sent).
+int run_fanout_worker(int in_fd, int out_fd, const std::atomic<bool>* cancel = nullptr);
 // Calls on_ready once every connection is open (or setup failed), then holds them.
 IdleLoadReport run_idle_load(const IdleLoadOptions& options,
                              const std::function<void(const IdleLoadReport&)>& on_ready);

@@ -13,8 +13,13 @@
 // more syscalls than the server it measures.
 #include "conduit/load.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,15 +27,20 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read_until.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -130,6 +140,41 @@ class LatencyHistogram {
     max_ = std::max(max_, other.max_);
   }
   void reset() noexcept { *this = LatencyHistogram{}; }
+
+  // "count sum max i:n,i:n,..." (non-empty buckets only), to send a histogram
+  // between processes; parse() merges such a text into this one.
+  std::string serialize() const {
+    std::string out = fmt::format("{} {} {} ", count_, sum_, max_);
+    bool first = true;
+    for (unsigned i = 0; i < kBuckets; ++i)
+      if (counts_[i] != 0) {
+        out += fmt::format("{}{}:{}", first ? "" : ",", i, counts_[i]);
+        first = false;
+      }
+    return first ? out + "-" : out;
+  }
+  bool parse(const std::string& text) {
+    std::istringstream in(text);
+    std::uint64_t count = 0, sum = 0, max = 0;
+    std::string buckets;
+    if (!(in >> count >> sum >> max >> buckets)) return false;
+    LatencyHistogram h;
+    h.count_ = count;
+    h.sum_ = sum;
+    h.max_ = max;
+    if (buckets != "-") {
+      std::istringstream b(buckets);
+      std::string item;
+      while (std::getline(b, item, ',')) {
+        unsigned i = 0;
+        unsigned long long n = 0;
+        if (std::sscanf(item.c_str(), "%u:%llu", &i, &n) != 2 || i >= kBuckets) return false;
+        h.counts_[i] += n;
+      }
+    }
+    merge(h);
+    return true;
+  }
 
   LatencySummary summary() const {
     LatencySummary s;
@@ -904,6 +949,8 @@ std::string_view to_string(LoadError error) {
       return "timeout";
     case LoadError::ResourceLimit:
       return "resource limit";
+    case LoadError::WorkerFailed:
+      return "worker process failed";
   }
   return "unknown";
 }
@@ -1054,6 +1101,9 @@ namespace {
 // Message layout: [0..8) sequence number, [8..16) publish time (steady_clock
 // ns, comparable across processes on one machine), then a fixed pattern.
 constexpr std::size_t kFanoutHeader = 16;
+// Descriptors kept free in a process of a multi-process fanout run (publisher,
+// stdio, pipes, epoll, /proc reads).
+constexpr std::uint64_t kFanoutProcessMargin = 64;
 
 char fanout_pattern_byte(std::size_t i) { return static_cast<char>((i * 13 + 5) & 0xFF); }
 
@@ -1067,7 +1117,26 @@ struct FanoutShared {
   std::atomic<std::uint32_t> finished{0};  // subscribers done (got the last message, or closed)
   std::atomic<std::uint64_t> first_publish_ns{0};
   std::atomic<std::uint64_t> last_delivery_ns{0};
+  // Worker process of a multi-process run (run_fanout_worker): window progress
+  // goes to the parent as "progress N" lines on progress_fd instead of to a
+  // local publisher. N = messages every live subscriber here has received.
+  int progress_fd = -1;
+  std::atomic<bool> started{false};
+  std::mutex progress_mutex;
+  std::uint64_t watermark = 0;  // guarded by progress_mutex
 };
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
 
 class FanoutWorker final : public Worker {
  public:
@@ -1095,11 +1164,33 @@ class FanoutWorker final : public Worker {
 
   // A message reached every live subscriber (or one left): the window may move.
   void window_moved() {
-    if (publisher_worker_ == this) {
+    if (shared_.progress_fd >= 0) {
+      report_progress();
+    } else if (publisher_worker_ == this) {
       publish();
     } else {
       net::post(publisher_worker_->ioc(), [w = publisher_worker_] { w->publish(); });
     }
+  }
+
+  // Worker process: sends "progress N" when the local watermark moved.
+  void report_progress() {
+    if (!shared_.started.load()) return;
+    std::lock_guard lock(shared_.progress_mutex);
+    const std::uint32_t alive = shared_.alive.load(std::memory_order_acquire);
+    std::uint64_t wm = shared_.watermark;
+    while (wm < options_.messages && shared_.received[wm].load() >= alive) ++wm;
+    if (wm == shared_.watermark) return;
+    shared_.watermark = wm;
+    write_all(shared_.progress_fd, fmt::format("progress {}\n", wm));
+  }
+
+  // Parent of worker processes: the publisher waits on the subscribers'
+  // progress reported by the workers (the lowest watermark of them all).
+  void enable_remote_window() { remote_window_ = true; }
+  void remote_progress(std::uint64_t watermark) {
+    remote_watermark_ = watermark;
+    publish();
   }
 
   const LatencyHistogram& histogram() const noexcept { return histogram_; }
@@ -1186,7 +1277,8 @@ class FanoutWorker final : public Worker {
     const std::uint32_t alive = shared_.alive.load(std::memory_order_acquire);
     while (next_seq_ < options_.messages && publisher_->pending_bytes() < kMaxPendingBytes) {
       if (options_.window > 0 && next_seq_ >= options_.window &&
-          shared_.received[next_seq_ - options_.window].load() < alive)
+          (remote_window_ ? remote_watermark_ <= next_seq_ - options_.window
+                          : shared_.received[next_seq_ - options_.window].load() < alive))
         break;
       const std::uint64_t now = now_ns();
       std::memcpy(pattern_.data(), &next_seq_, 8);
@@ -1218,7 +1310,22 @@ class FanoutWorker final : public Worker {
   std::uint64_t next_seq_ = 0;
   std::atomic<std::uint64_t> publisher_next_{0};
   std::uint64_t last_delivery_ns_ = 0;
+  bool remote_window_ = false;
+  std::uint64_t remote_watermark_ = 0;
 };
+
+FanoutLoadReport run_fanout_processes(const FanoutLoadOptions& options, unsigned processes,
+                                      const ProgressCallback& progress);
+
+// Processes to spread the subscribers over (1 = all in this process).
+unsigned fanout_processes(const FanoutLoadOptions& options) {
+  if (options.processes > 0) return options.processes;
+  if (options.worker_command.empty()) return 1;
+  const std::uint64_t limit = raise_file_limit();
+  if (std::uint64_t{options.subscribers} + kFanoutProcessMargin <= limit) return 1;
+  const std::uint64_t capacity = limit > kFanoutProcessMargin ? limit - kFanoutProcessMargin : 1;
+  return static_cast<unsigned>((options.subscribers + capacity - 1) / capacity);
+}
 
 }  // namespace
 
@@ -1229,6 +1336,8 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
     report.error_detail = "subscribers, threads and messages must be at least 1 and size at least 16 bytes";
     return report;
   }
+  if (const unsigned processes = fanout_processes(options); processes > 1)
+    return run_fanout_processes(options, processes, progress);
   const std::uint64_t total = std::uint64_t{options.subscribers} + 1;
   Setup setup = resolve(options, total);
   if (setup.error != LoadError::None) {
@@ -1312,6 +1421,632 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
   if (report.server_cpu_seconds > 0)
     report.deliveries_per_server_cpu_second = static_cast<double>(report.deliveries) / report.server_cpu_seconds;
   return report;
+}
+
+// ---------------------------------------------------------------------------
+// Fanout over several processes.
+//
+// The parent (run_fanout_processes) opens only the publisher and starts K
+// worker processes (options.worker_command), each holding a share of the
+// subscribers. Text lines over the workers' stdin/stdout:
+//
+//   parent → worker  config SUBSCRIBERS SIZE MESSAGES WINDOW THREADS TIMEOUT_MS CONNECT_TIMEOUT_MS CONCURRENCY URL
+//   worker → parent  ready OPENED FAILED ERROR DETAIL          (all its subscribers are open, or setup failed)
+//   parent → worker  start                                     (every worker is ready; publishing begins)
+//   worker → parent  progress N                                (every live subscriber here has messages 0..N-1)
+//   worker → parent  report SUBSCRIBERS FAILED DELIVERIES GAPS OUT_OF_ORDER CORRUPT PROTOCOL_ERRORS LAST_NS ERROR
+//                           CLOSE_CODES HIST_COUNT HIST_SUM HIST_MAX HIST_BUCKETS DETAIL
+//   parent → worker  stop                                      (end early; EOF on stdin means the same)
+//
+// The publisher sends message k once every worker's watermark is above
+// k - window, which is what the single-process window means: every live
+// subscriber has received message k - window. Publish timestamps are
+// steady_clock (CLOCK_MONOTONIC), comparable across processes, so the workers
+// measure publish → receive latency themselves and send their histograms,
+// which the parent merges bucket by bucket.
+
+namespace {
+
+// Reads lines from a file descriptor with a bounded wait.
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+  // nullopt on EOF, error, timeout or cancel.
+  std::optional<std::string> read_line(Milliseconds wait, const std::atomic<bool>* cancel) {
+    const auto deadline = Clock::now() + wait;
+    for (;;) {
+      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
+        std::string line = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        return line;
+      }
+      if (eof_ || Clock::now() >= deadline || (cancel && cancel->load())) return std::nullopt;
+      if (!poll_read(100)) continue;
+    }
+  }
+  // Waits up to timeout_ms for input; false when nothing arrived. Sets eof().
+  bool poll_read(int timeout_ms) {
+    pollfd pfd{fd_, POLLIN, 0};
+    const int r = ::poll(&pfd, 1, timeout_ms);
+    if (r < 0 && errno == EINTR) return false;
+    if (r <= 0) {
+      if (r < 0) eof_ = true;
+      return false;
+    }
+    char buf[4096];
+    const ssize_t n = ::read(fd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) return false;
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buffer_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+  bool eof() const noexcept { return eof_; }
+  bool has_line() const noexcept { return buffer_.find('\n') != std::string::npos; }
+
+ private:
+  int fd_;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+std::string one_line(std::string text) {
+  for (char& ch : text)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  return text;
+}
+
+std::string codes_to_text(const CloseCodeCounts& codes) {
+  std::string out;
+  for (auto [code, n] : codes) out += fmt::format("{}{}:{}", out.empty() ? "" : ",", code, n);
+  return out.empty() ? "-" : out;
+}
+
+bool codes_from_text(const std::string& text, CloseCodeCounts& codes) {
+  if (text == "-") return true;
+  std::istringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    unsigned code = 0;
+    unsigned long long n = 0;
+    if (std::sscanf(item.c_str(), "%u:%llu", &code, &n) != 2 || code > 65535) return false;
+    codes[static_cast<std::uint16_t>(code)] += n;
+  }
+  return true;
+}
+
+LoadError load_error_from(unsigned value) {
+  return value <= static_cast<unsigned>(LoadError::WorkerFailed) ? static_cast<LoadError>(value)
+                                                                 : LoadError::BadOptions;
+}
+
+// Rest of the stream after the next space (the free-text DETAIL field).
+std::string rest_of(std::istringstream& in) {
+  std::string rest;
+  std::getline(in, rest);
+  if (!rest.empty() && rest.front() == ' ') rest.erase(0, 1);
+  return rest;
+}
+
+struct SubscriberProcess {
+  unsigned index = 0;
+  unsigned share = 0;  // subscribers it opens
+  pid_t pid = -1;
+  int to_child = -1;  // its stdin
+  std::unique_ptr<net::posix::stream_descriptor> from_child;
+  std::string buffer;                       // io thread only
+  std::atomic<std::uint64_t> watermark{0};  // written by the io thread
+  std::mutex mutex;                         // guards what follows
+  bool ready = false;
+  bool reported = false;
+  bool eof = false;
+  unsigned opened = 0;
+  std::uint64_t failed = 0;
+  LoadError error = LoadError::None;
+  std::string detail;
+  FanoutLoadReport report;  // counts from its report line
+  LatencyHistogram histogram;
+  std::uint64_t last_delivery_ns = 0;
+  std::string bad_line;  // the first line that could not be parsed
+  int exit_status = -1;  // waitpid status once reaped
+};
+
+class SubscriberProcesses {
+ public:
+  SubscriberProcesses(std::vector<std::unique_ptr<SubscriberProcess>>& procs, FanoutWorker& publisher_worker)
+      : procs_(procs), worker_(publisher_worker) {}
+
+  void start_reading() {
+    for (auto& p : procs_) read_line(*p);
+  }
+  void close_all() {
+    for (auto& p : procs_) {
+      boost::system::error_code ignored;
+      p->from_child->close(ignored);
+    }
+  }
+
+ private:
+  void read_line(SubscriberProcess& p) {
+    net::async_read_until(*p.from_child, net::dynamic_buffer(p.buffer), '\n',
+                          [this, &p](const boost::system::error_code& ec, std::size_t n) {
+                            if (ec) {
+                              std::lock_guard lock(p.mutex);
+                              p.eof = true;
+                              return;
+                            }
+                            std::string line = p.buffer.substr(0, n - 1);
+                            p.buffer.erase(0, n);
+                            handle(p, line);
+                            read_line(p);
+                          });
+  }
+
+  void handle(SubscriberProcess& p, const std::string& line) {
+    std::istringstream in(line);
+    std::string kind;
+    in >> kind;
+    if (kind == "progress") {
+      std::uint64_t n = 0;
+      if (in >> n) {
+        p.watermark.store(n);
+        std::uint64_t low = std::numeric_limits<std::uint64_t>::max();
+        for (auto& q : procs_) low = std::min(low, q->watermark.load());
+        worker_.remote_progress(low);
+        return;
+      }
+    } else if (kind == "ready") {
+      unsigned opened = 0, error = 0;
+      std::uint64_t failed = 0;
+      if (in >> opened >> failed >> error) {
+        std::lock_guard lock(p.mutex);
+        p.opened = opened;
+        p.failed = failed;
+        p.error = load_error_from(error);
+        p.detail = rest_of(in);
+        p.ready = true;
+        return;
+      }
+    } else if (kind == "report") {
+      FanoutLoadReport r;
+      std::uint64_t last = 0;
+      unsigned error = 0;
+      std::string codes, hist[4];
+      if (in >> r.subscribers >> r.connect_failures >> r.deliveries >> r.gaps >> r.out_of_order >> r.corrupt >>
+          r.protocol_errors >> last >> error >> codes >> hist[0] >> hist[1] >> hist[2] >> hist[3]) {
+        r.error = load_error_from(error);
+        r.error_detail = rest_of(in);
+        LatencyHistogram h;
+        if (codes_from_text(codes, r.close_codes) && h.parse(hist[0] + " " + hist[1] + " " + hist[2] + " " + hist[3])) {
+          std::lock_guard lock(p.mutex);
+          p.report = std::move(r);
+          p.histogram = h;
+          p.last_delivery_ns = last;
+          p.reported = true;
+          return;
+        }
+      }
+    }
+    std::lock_guard lock(p.mutex);
+    if (p.bad_line.empty()) p.bad_line = line.substr(0, 200);
+  }
+
+  std::vector<std::unique_ptr<SubscriberProcess>>& procs_;
+  FanoutWorker& worker_;
+};
+
+// Starts argv with its stdin and stdout connected to new pipes; "" or an error message.
+std::string spawn_worker(const std::vector<std::string>& command, SubscriberProcess& p, net::io_context& ioc) {
+  int in_pipe[2], out_pipe[2];
+  if (::pipe2(in_pipe, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    const int e = errno;
+    ::close(in_pipe[0]);
+    ::close(in_pipe[1]);
+    return std::string("pipe: ") + std::strerror(e);
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);  // the parent ignores it; a worker dies of it when the parent is gone
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  std::vector<char*> argv;
+  for (const auto& arg : command) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const int rc = ::posix_spawn(&p.pid, argv[0], &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  if (rc != 0) {
+    p.pid = -1;
+    ::close(in_pipe[1]);
+    ::close(out_pipe[0]);
+    return fmt::format("cannot start worker process {}: {}", command[0], std::strerror(rc));
+  }
+  p.to_child = in_pipe[1];
+  p.from_child = std::make_unique<net::posix::stream_descriptor>(ioc, out_pipe[0]);
+  return {};
+}
+
+// Reaps every started worker: waits up to `grace` for them to exit, then kills
+// the rest by PID (SIGKILL) and reaps them too.
+void reap_workers(std::vector<std::unique_ptr<SubscriberProcess>>& procs, Milliseconds grace) {
+  for (auto& p : procs)
+    if (p->to_child >= 0) {
+      ::close(p->to_child);  // EOF on its stdin: a worker still running stops
+      p->to_child = -1;
+    }
+  const auto deadline = Clock::now() + grace;
+  for (;;) {
+    bool running = false;
+    for (auto& p : procs) {
+      if (p->pid <= 0) continue;
+      int status = 0;
+      const pid_t r = ::waitpid(p->pid, &status, WNOHANG);
+      if (r == p->pid || (r < 0 && errno == ECHILD)) {
+        p->exit_status = status;
+        p->pid = -1;
+      } else {
+        running = true;
+      }
+    }
+    if (!running) return;
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (auto& p : procs) {
+    if (p->pid <= 0) continue;
+    ::kill(p->pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(p->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    p->exit_status = status;
+    p->pid = -1;
+  }
+}
+
+std::string describe_exit(int status) {
+  if (status < 0) return "not reaped";
+  if (WIFEXITED(status)) return fmt::format("exit status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("killed by signal {}", WTERMSIG(status));
+  return "ended";
+}
+
+}  // namespace
+
+namespace {
+
+FanoutLoadReport run_fanout_processes(const FanoutLoadOptions& options, unsigned processes,
+                                      const ProgressCallback& progress) {
+  FanoutLoadReport report;
+  report.processes = processes;
+  if (options.worker_command.empty() || processes > options.subscribers) {
+    report.error = LoadError::BadOptions;
+    report.error_detail = options.worker_command.empty()
+                              ? "splitting subscribers over processes needs a worker command"
+                              : fmt::format("{} processes need at least {} subscribers", processes, processes);
+    return report;
+  }
+  Setup setup = resolve(options, 1);  // this process opens the publisher only
+  if (setup.error != LoadError::None) {
+    report.error = setup.error;
+    report.error_detail = setup.detail;
+    return report;
+  }
+  const std::uint64_t limit = raise_file_limit();
+  const unsigned largest = (options.subscribers + processes - 1) / processes;
+  if (largest + kFanoutProcessMargin > limit) {
+    report.error = LoadError::ResourceLimit;
+    report.error_detail = fmt::format(
+        "{} subscribers per process need more file descriptors than RLIMIT_NOFILE ({}) allows; use more processes",
+        largest, limit);
+    return report;
+  }
+  // A worker that died must show up as EPIPE on its stdin, not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+
+  FanoutShared shared(options.messages);
+  std::vector<std::unique_ptr<FanoutWorker>> workers;
+  workers.push_back(std::make_unique<FanoutWorker>(0, setup.target, setup.endpoint, options, shared));
+  workers[0]->add_connections(0, 1, 8 * 1024);
+  workers[0]->set_publisher(workers[0]->connections()[0].get(), workers[0].get());
+  workers[0]->enable_remote_window();
+
+  std::vector<std::unique_ptr<SubscriberProcess>> procs;
+  std::string problem;
+  for (unsigned i = 0; i < processes && problem.empty(); ++i) {
+    auto p = std::make_unique<SubscriberProcess>();
+    p->index = i;
+    p->share = options.subscribers / processes + (i < options.subscribers % processes ? 1 : 0);
+    problem = spawn_worker(options.worker_command, *p, workers[0]->ioc());
+    if (!problem.empty()) break;
+    const std::string config =
+        fmt::format("config {} {} {} {} {} {} {} {} {}\n", p->share, options.size, options.messages, options.window,
+                    options.threads, options.timeout.count(), options.connect_timeout.count(),
+                    // the same number of connects in flight in total as one process would have
+                    std::max(1u, options.connect_concurrency / processes), options.url);
+    procs.push_back(std::move(p));
+    if (!write_all(procs.back()->to_child, config))
+      problem = fmt::format("worker process {} did not take its configuration: {}", i, std::strerror(errno));
+  }
+  SubscriberProcesses channel(procs, *workers[0]);
+  channel.start_reading();
+
+  const auto start = Clock::now();
+  workers[0]->start_thread();
+  workers[0]->begin_setup();
+  LoadError error = problem.empty() ? LoadError::None : LoadError::WorkerFailed;
+  int dead_worker = -1;  // a worker that ended without its report: its exit status goes into the detail
+
+  // Setup: the publisher and every worker's subscribers connected.
+  if (error == LoadError::None) {
+    const auto deadline = Clock::now() + options.connect_timeout + Milliseconds(5000);
+    for (;;) {
+      bool all_ready = true;
+      for (auto& p : procs) {
+        std::lock_guard lock(p->mutex);
+        if (p->ready) continue;
+        all_ready = false;
+        if (p->eof && problem.empty()) {
+          error = LoadError::WorkerFailed;
+          dead_worker = static_cast<int>(p->index);
+          problem = fmt::format("worker process {} ended during setup{}", p->index,
+                                p->bad_line.empty() ? "" : " (said \"" + p->bad_line + "\")");
+        }
+      }
+      const bool publisher_done = workers[0]->opened.load() + workers[0]->failed.load() >= 1;
+      if (!problem.empty() || (all_ready && publisher_done) || cancelled(options)) break;
+      if (Clock::now() >= deadline) {
+        problem = fmt::format("setup timed out after {} ms", options.connect_timeout.count());
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!problem.empty() && error == LoadError::None) error = LoadError::ConnectFailed;
+    if (workers[0]->failed.load() > 0) {
+      std::lock_guard lock(workers[0]->detail_mutex);
+      ++report.connect_failures;
+      if (problem.empty()) {
+        error = workers[0]->first_error;
+        problem = "the publisher could not connect: " + workers[0]->first_error_detail;
+      }
+    }
+    for (auto& p : procs) {
+      std::lock_guard lock(p->mutex);
+      if (!p->ready) {
+        report.connect_failures += p->share;
+        continue;
+      }
+      report.subscribers += p->opened;
+      report.connect_failures += p->share - std::min<std::uint64_t>(p->share, p->opened);
+      if (p->opened < p->share && problem.empty()) {
+        error = p->error != LoadError::None ? p->error : LoadError::ConnectFailed;
+        problem = p->detail.empty()
+                      ? fmt::format("worker process {}: {} of {} subscribers opened", p->index, p->opened, p->share)
+                      : fmt::format("worker process {}: {}", p->index, p->detail);
+      }
+    }
+  }
+  report.expected_deliveries = std::uint64_t{options.subscribers} * options.messages;
+
+  // Run: start every worker, publish, wait for every worker's report.
+  if (error == LoadError::None && !cancelled(options)) {
+    const double cpu_before = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : -1;
+    for (auto& p : procs) write_all(p->to_child, "start\n");
+    workers[0]->start_publishing();
+    // Workers give up after `timeout` themselves and report; the grace covers their teardown.
+    const auto deadline = Clock::now() + options.timeout + Milliseconds(10000);
+    auto counted = [&] {
+      std::uint64_t m = 0;
+      for (auto& p : procs) m += p->watermark.load() * p->share;
+      return std::pair{m, std::uint64_t{0}};
+    };
+    run_progress_loop(options, progress, start, true, report.subscribers, counted, [&] {
+      bool all = true;
+      for (auto& p : procs) {
+        std::lock_guard lock(p->mutex);
+        if (p->reported) continue;
+        all = false;
+        if (p->eof) {
+          if (problem.empty()) {
+            error = LoadError::WorkerFailed;
+            dead_worker = static_cast<int>(p->index);
+            problem = fmt::format("worker process {} ended without a report", p->index);
+          }
+          return true;
+        }
+      }
+      if (all) return true;
+      if (Clock::now() >= deadline) {
+        problem = fmt::format("worker processes did not report within {} ms", (options.timeout.count() + 10000));
+        error = LoadError::Timeout;
+        return true;
+      }
+      return false;
+    });
+    const double cpu_after = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : -1;
+    if (cpu_before >= 0 && cpu_after >= 0) report.server_cpu_seconds = cpu_after - cpu_before;
+    if (!problem.empty() && error == LoadError::None) error = LoadError::WorkerFailed;
+  }
+
+  // Ask workers still running to stop and report (bounded), then reap them all.
+  for (auto& p : procs) write_all(p->to_child, "stop\n");
+  {
+    const auto deadline = Clock::now() + Milliseconds(5000);
+    for (;;) {
+      bool waiting = false;
+      for (auto& p : procs) {
+        std::lock_guard lock(p->mutex);
+        if (!p->reported && !p->eof) waiting = true;
+      }
+      if (!waiting || Clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  net::post(workers[0]->ioc(), [&channel] { channel.close_all(); });
+  teardown(workers);
+  reap_workers(procs, Milliseconds(5000));
+  if (dead_worker >= 0)
+    problem += " (" + describe_exit(procs[static_cast<std::size_t>(dead_worker)]->exit_status) + ")";
+
+  // Merge.
+  LatencyHistogram merged;
+  std::uint64_t last = 0;
+  CloseCodeCounts codes = merged_close_codes(workers);
+  workers[0]->finalize();
+  report.protocol_errors = workers[0]->protocol_errors;
+  report.publisher_echoes = workers[0]->publisher_echoes;
+  report.messages_published = workers[0]->published;
+  for (auto& p : procs) {
+    std::lock_guard lock(p->mutex);
+    if (!p->reported) {
+      if (problem.empty()) {
+        error = LoadError::WorkerFailed;
+        problem = fmt::format("worker process {} sent no report ({})", p->index, describe_exit(p->exit_status));
+      }
+      continue;
+    }
+    const FanoutLoadReport& r = p->report;
+    merged.merge(p->histogram);
+    last = std::max(last, p->last_delivery_ns);
+    report.deliveries += r.deliveries;
+    report.gaps += r.gaps;
+    report.out_of_order += r.out_of_order;
+    report.corrupt += r.corrupt;
+    report.protocol_errors += r.protocol_errors;
+    for (auto [code, n] : r.close_codes) codes[code] += n;
+    if (r.error != LoadError::None && problem.empty()) {
+      error = r.error;
+      problem = fmt::format("worker process {}: {}", p->index, r.error_detail);
+    }
+  }
+  report.error = error;
+  report.error_detail = problem;
+  if (report.subscribers == 0 || shared.first_publish_ns.load() == 0) report.gaps = 0;  // nothing ran
+  report.latency = merged.summary();
+  report.close_codes = codes;
+  const std::uint64_t first = shared.first_publish_ns.load();
+  if (last > first && first != 0) {
+    report.seconds = static_cast<double>(last - first) / 1e9;
+    report.deliveries_per_second = static_cast<double>(report.deliveries) / report.seconds;
+  }
+  if (report.server_cpu_seconds > 0)
+    report.deliveries_per_server_cpu_second = static_cast<double>(report.deliveries) / report.server_cpu_seconds;
+  return report;
+}
+
+}  // namespace
+
+int run_fanout_worker(int in_fd, int out_fd, const std::atomic<bool>* cancel) {
+  LineReader input(in_fd);
+  FanoutLoadOptions o;
+  o.cancel = cancel;
+  {
+    const auto line = input.read_line(Milliseconds(30000), cancel);
+    std::istringstream in(line.value_or(""));
+    std::string kind;
+    long long timeout_ms = 0, connect_ms = 0;
+    if (!(in >> kind >> o.subscribers >> o.size >> o.messages >> o.window >> o.threads >> timeout_ms >> connect_ms >>
+          o.connect_concurrency >> o.url) ||
+        kind != "config") {
+      std::fprintf(stderr, "conduit fanout worker: no valid configuration on stdin\n");
+      return 2;
+    }
+    o.timeout = Milliseconds(timeout_ms);
+    o.connect_timeout = Milliseconds(connect_ms);
+  }
+  FanoutLoadReport r;
+  LatencyHistogram merged;
+  std::uint64_t last = 0;
+  auto send_report = [&] {
+    write_all(out_fd, fmt::format("report {} {} {} {} {} {} {} {} {} {} {} {}\n", r.subscribers, r.connect_failures,
+                                  r.deliveries, r.gaps, r.out_of_order, r.corrupt, r.protocol_errors, last,
+                                  static_cast<unsigned>(r.error), codes_to_text(r.close_codes), merged.serialize(),
+                                  one_line(r.error_detail)));
+  };
+  Setup setup;
+  if (o.subscribers == 0 || o.threads == 0 || o.size < kFanoutHeader || o.messages == 0) {
+    setup.error = LoadError::BadOptions;
+    setup.detail = "bad configuration";
+  } else {
+    setup = resolve(o, o.subscribers);
+  }
+  if (setup.error != LoadError::None) {
+    r.error = setup.error;
+    r.error_detail = setup.detail;
+    r.connect_failures = o.subscribers;
+    write_all(out_fd, fmt::format("ready 0 {} {} {}\n", o.subscribers, static_cast<unsigned>(r.error),
+                                  one_line(r.error_detail)));
+    send_report();
+    return 1;
+  }
+
+  FanoutShared shared(o.messages);
+  shared.progress_fd = out_fd;
+  std::vector<std::unique_ptr<FanoutWorker>> workers;
+  const unsigned threads = std::min(o.threads, o.subscribers);
+  std::uint32_t next_id = 0;
+  for (unsigned t = 0; t < threads; ++t) {
+    const unsigned count = o.subscribers / threads + (t < o.subscribers % threads ? 1 : 0);
+    workers.push_back(std::make_unique<FanoutWorker>(t, setup.target, setup.endpoint, o, shared));
+    workers.back()->add_connections(next_id, count, 8 * 1024);
+    next_id += count;
+  }
+  // No publisher here; worker 0 stands in as the "publisher worker" whose
+  // position is 0, so every complete message reports progress.
+  for (auto& w : workers) w->set_publisher(nullptr, workers[0].get());
+  for (auto& w : workers) {
+    w->start_thread();
+    w->begin_setup();
+  }
+  r.subscribers = wait_for_setup(o, workers, o.subscribers, r.error, r.error_detail, r.connect_failures);
+  write_all(out_fd, fmt::format("ready {} {} {} {}\n", r.subscribers, r.connect_failures,
+                                static_cast<unsigned>(r.error), one_line(r.error_detail)));
+  if (r.error == LoadError::None) {
+    const auto line = input.read_line(o.connect_timeout + Milliseconds(10000), cancel);
+    if (line && *line == "start") {
+      shared.alive.store(r.subscribers);
+      shared.started.store(true);
+      workers[0]->report_progress();
+      const auto deadline = Clock::now() + o.timeout;
+      for (;;) {
+        if (shared.finished.load() >= o.subscribers) break;
+        if (Clock::now() >= deadline) {
+          r.error = LoadError::Timeout;
+          r.error_detail =
+              fmt::format("not every subscriber received all {} messages within {} ms", o.messages, o.timeout.count());
+          break;
+        }
+        if (cancelled(o)) break;
+        input.poll_read(5);
+        if (input.eof() || input.has_line()) break;  // "stop" or the parent is gone
+      }
+    }
+  }
+  teardown(workers);
+  for (auto& w : workers) {
+    w->finalize();
+    merged.merge(w->histogram());
+    r.deliveries += w->messages.get();
+    r.gaps += w->gaps;
+    r.out_of_order += w->out_of_order;
+    r.corrupt += w->corrupt;
+    r.protocol_errors += w->protocol_errors;
+  }
+  if (!shared.started.load()) r.gaps = 0;  // nothing was published to these subscribers
+  r.close_codes = merged_close_codes(workers);
+  last = shared.last_delivery_ns.load();
+  send_report();
+  return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -1444,7 +2179,8 @@ std::string format_report(const EchoLoadReport& r) {
 
 std::string format_report(const FanoutLoadReport& r) {
   std::string out = text_error(r.error, r.error_detail);
-  out += fmt::format("subscribers:   {} ({} failed)\n", r.subscribers, r.connect_failures);
+  out += fmt::format("subscribers:   {} ({} failed){}\n", r.subscribers, r.connect_failures,
+                     r.processes > 1 ? fmt::format(" in {} worker processes", r.processes) : std::string());
   out += fmt::format("deliveries:    {} of {} in {:.2f} s = {:.0f} deliveries/s ({} published)\n", r.deliveries,
                      r.expected_deliveries, r.seconds, r.deliveries_per_second, r.messages_published);
   out += fmt::format("latency (us):  p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  max {:.1f}\n", r.latency.p50_us,
@@ -1474,11 +2210,12 @@ std::string to_json(const FanoutLoadReport& r) {
       R"({{"scenario":"fanout","error":"{}","error_detail":"{}","subscribers":{},"connect_failures":{},)"
       R"("messages_published":{},"deliveries":{},"expected_deliveries":{},"seconds":{:.4f},)"
       R"("deliveries_per_second":{:.1f},"latency":{},"gaps":{},"out_of_order":{},"corrupt":{},"protocol_errors":{},)"
-      R"("publisher_echoes":{},"close_codes":{},"server_cpu_seconds":{:.3f},"deliveries_per_server_cpu_second":{:.1f}}})",
+      R"("publisher_echoes":{},"close_codes":{},"server_cpu_seconds":{:.3f},"deliveries_per_server_cpu_second":{:.1f},)"
+      R"("processes":{}}})",
       to_string(r.error), json_escape(r.error_detail), r.subscribers, r.connect_failures, r.messages_published,
       r.deliveries, r.expected_deliveries, r.seconds, r.deliveries_per_second, json_latency(r.latency), r.gaps,
       r.out_of_order, r.corrupt, r.protocol_errors, r.publisher_echoes, json_close_codes(r.close_codes),
-      r.server_cpu_seconds, r.deliveries_per_server_cpu_second);
+      r.server_cpu_seconds, r.deliveries_per_server_cpu_second, r.processes);
 }
 
 std::string to_json(const IdleLoadReport& r) {

@@ -33,3 +33,14 @@ if(TARGET conduit_cli)
   set_tests_properties(client.cli_echo PROPERTIES
     LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
 endif()
+
+# `conduit bench fanout --processes K`: subscribers spread over worker
+# processes against a real conduitd --mode broadcast; merged report, errors,
+# no orphan workers.
+if(TARGET conduit_cli)
+  add_test(NAME client.cli_fanout_processes
+    COMMAND ${CONDUIT_PYTHON} ${CONDUIT_CLIENT_TESTS_DIR}/cli_fanout_processes_test.py
+            $<TARGET_FILE:conduit_cli> $<TARGET_FILE:conduitd>)
+  set_tests_properties(client.cli_fanout_processes PROPERTIES
+    LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endif()

@@ -60,11 +60,13 @@ class Relay(unittest.TestCase):
             py = await websockets.connect(url)
             node = asyncio.create_task(asyncio.to_thread(run_node, "node_relay_peer.js", url))
             # Wait until Node has joined: the room then holds two sessions and our send reaches it.
-            for _ in range(200):
+            active = 0
+            for _ in range(600):  # bounded: 30 s, for a slow Node start on a loaded machine
                 await asyncio.sleep(0.05)
-                m = opslib.scrape(self.server.port)
-                if m.get("conduit_connections_active") == 2:
+                active = await asyncio.to_thread(lambda: opslib.scrape(self.server.port).get("conduit_connections_active"))
+                if active == 2 or node.done():
                     break
+            self.assertEqual(active, 2, "the Node peer did not join the room")
             await py.send("hello node")
             reply = await asyncio.wait_for(py.recv(), 20)
             self.assertEqual(reply, "ack:hello node")
@@ -72,7 +74,7 @@ class Relay(unittest.TestCase):
             self.assertIn(json.dumps({"got": "hello node"}, separators=(",", ":")), out)
             await py.close()
 
-        asyncio.run(asyncio.wait_for(go(), 60))
+        asyncio.run(asyncio.wait_for(go(), 90))
 
 
 if __name__ == "__main__":
