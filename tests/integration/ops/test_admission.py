@@ -2,6 +2,8 @@
 subprotocol negotiation by server preference, with raw sockets, Python websockets and Node ws."""
 
 import asyncio
+import socket
+import time
 import unittest
 
 import websockets
@@ -168,6 +170,60 @@ class Subprotocols(unittest.TestCase):
         run_node("node_client.js", "none_selected", self.optional.url, "mqtt")
         run_node("node_client.js", "subprotocol", self.required.url, "mqtt,v1.chat", "v1.chat")
         run_node("node_client.js", "refused", self.required.url, "mqtt", "400")
+
+
+class LimitedConduitd(Conduitd):
+    """conduitd started under `prlimit --nofile=N:N` (util-linux): a process out of descriptors."""
+
+    def __init__(self, nofile, **kw):
+        super().__init__(**kw)
+        self.nofile = nofile
+
+    def command(self):
+        return ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--"] + super().command()
+
+
+class DescriptorExhaustion(unittest.TestCase):
+    """accept(2) failing with EMFILE is logged and counted (errors{kind="accept_failed"}), retried
+    without spinning, and the server serves again once descriptors are free."""
+
+    def test_emfile_is_logged_counted_and_recovered(self):
+        server = LimitedConduitd(40).start()
+        socks = []
+        try:
+            # More connections than the server has descriptors: the kernel completes them into the
+            # backlog, the server's accept4 fails with EMFILE once its 40 are used.
+            for _ in range(60):
+                socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+            deadline = time.monotonic() + 15
+            while "event=accept_error" not in server.stderr_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            err = server.stderr_text()
+            self.assertIn("event=accept_error", err)
+            self.assertIn("Too many open files", err)
+            self.assertTrue(server.alive())
+            # Free the descriptors: the server accepts again (the retry timer) and answers.
+            for s in socks:
+                s.close()
+            socks = []
+            status = None
+            while time.monotonic() < deadline + 15:
+                try:
+                    status, _ = upgrade_status(server.port)
+                    if status == 101:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            self.assertEqual(status, 101)
+            m = scrape(server.port)
+            self.assertGreaterEqual(m.get("conduit_errors_total", kind="accept_failed"), 1)
+            # Retried every 100 ms, not in a busy loop: a handful of lines, not thousands.
+            self.assertLess(server.stderr_text().count("event=accept_error"), 400)
+        finally:
+            for s in socks:
+                s.close()
+            server.stop()
 
 
 if __name__ == "__main__":
