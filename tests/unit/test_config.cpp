@@ -142,6 +142,21 @@ TEST(LoadConfig, DefaultsMatchServerOptions) {
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.log_format, "text");
   EXPECT_TRUE(c.server.tls.cert_file.empty());
+  EXPECT_TRUE(c.server.metrics_host.empty());  // no separate metrics listener by default
+}
+
+TEST(LoadConfig, RelayModeAndMetricsListen) {
+  EXPECT_EQ(load_config(sets({{"server.mode", "relay"}})).mode, ServerMode::Relay);
+  EXPECT_EQ(error_key(sets({{"server.mode", "chat"}})), "server.mode");
+  DaemonConfig c = load_config(sets({{"metrics.listen", "127.0.0.1:9100"}}));
+  EXPECT_EQ(c.server.metrics_host, "127.0.0.1");
+  EXPECT_EQ(c.server.metrics_port, 9100);
+  c = load_config(sets({{"metrics.listen", "[::1]:0"}}));
+  EXPECT_EQ(c.server.metrics_host, "::1");
+  EXPECT_EQ(c.server.metrics_port, 0);
+  EXPECT_EQ(error_key(sets({{"metrics.listen", "9100"}})), "metrics.listen");
+  EXPECT_EQ(error_key(sets({{"metrics.listen", "127.0.0.1:99999"}})), "metrics.listen");
+  EXPECT_TRUE(load_config(sets({{"metrics.listen", "\"\""}})).server.metrics_host.empty());
 }
 
 TEST(LoadConfig, FileIsApplied) {
@@ -305,7 +320,7 @@ TEST(LoadConfig, TlsCertAndKeyMustComeTogether) {
 
 TEST(LoadConfig, EmbeddedDefaultsNameEveryDocumentedSection) {
   std::string_view d = conduit::ops::default_config_toml();
-  for (const char* section : {"[server]", "[limits]", "[heartbeat]", "[compression]", "[tls]", "[log]"}) {
+  for (const char* section : {"[server]", "[limits]", "[heartbeat]", "[compression]", "[metrics]", "[tls]", "[log]"}) {
     EXPECT_NE(d.find(section), std::string_view::npos) << section;
   }
 }
