@@ -2,7 +2,6 @@
 // function here runs on the connection's loop thread unless it says otherwise.
 #include "server/connection.hpp"
 
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>

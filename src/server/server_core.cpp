@@ -169,7 +169,7 @@ void Loop::broadcast_local(std::string_view data, MessageType type) {
 }
 
 void Loop::start_sweep() {
-  sweep_timer_ = schedule(core_.sweep_interval_ms(), [this] {
+  schedule(core_.sweep_interval_ms(), [this] {
     std::int64_t now = now_ms();
     batch([&] { for_each_connection([now](Connection& c) { c.sweep(now); }); });
     release_retired();
@@ -259,8 +259,11 @@ std::unique_ptr<Listener> ServerCore::listen_on(const std::string& host, std::ui
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
   bound_port = ntohs(local.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&local)->sin6_port
                                                  : reinterpret_cast<sockaddr_in*>(&local)->sin_port);
-  auto l = std::make_unique<Listener>(*this, *loops_[0], fd, metrics_only);
-  if (!loops_[0]->watch(fd, l.get(), true)) fail("cannot watch the listening socket");
+  auto l = std::make_unique<Listener>(*this, *loops_[0], fd, metrics_only);  // owns fd from here on
+  if (!loops_[0]->watch(fd, l.get(), true)) {
+    int err = errno;
+    throw std::system_error(err, std::generic_category(), std::string(key) + ": cannot watch the listening socket");
+  }
   return l;
 }
 

@@ -101,7 +101,6 @@ class Loop : public net::EventLoop {
   std::vector<std::shared_ptr<Connection>> dirty_;
   std::vector<std::shared_ptr<Connection>> flushing_;
   bool flush_posted_ = false;
-  net::EventLoop::TimerId sweep_timer_ = 0;
   net::FrameBuffer* batch_ = nullptr;              // current broadcast batch buffer (one ref held)
   std::vector<std::vector<BroadcastRun>> outbox_;  // per destination loop
   friend class ServerCore;
