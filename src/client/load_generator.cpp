@@ -1327,6 +1327,22 @@ unsigned fanout_processes(const FanoutLoadOptions& options) {
   return static_cast<unsigned>((options.subscribers + capacity - 1) / capacity);
 }
 
+// Sums the subscriber-side counts of finished fan-out workers into a report
+// (this process's FanoutLoadReport, or a worker process's report to its
+// parent) and merges their latency histograms into merged.
+template <class Report, class WorkerPtrs>
+void add_subscriber_counts(WorkerPtrs& workers, Report& r, LatencyHistogram& merged) {
+  for (auto& w : workers) {
+    w->finalize();
+    merged.merge(w->histogram());
+    r.deliveries += w->messages.get();
+    r.gaps += w->gaps;
+    r.out_of_order += w->out_of_order;
+    r.corrupt += w->corrupt;
+    r.protocol_errors += w->protocol_errors;
+  }
+}
+
 }  // namespace
 
 FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const ProgressCallback& progress) {
@@ -1399,14 +1415,8 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
   teardown(workers);
 
   LatencyHistogram merged;
+  add_subscriber_counts(workers, report, merged);
   for (auto& w : workers) {
-    w->finalize();
-    merged.merge(w->histogram());
-    report.deliveries += w->messages.get();
-    report.gaps += w->gaps;
-    report.out_of_order += w->out_of_order;
-    report.corrupt += w->corrupt;
-    report.protocol_errors += w->protocol_errors;
     report.publisher_echoes += w->publisher_echoes;
     report.messages_published += w->published;
   }
@@ -2033,15 +2043,7 @@ int run_fanout_worker(int in_fd, int out_fd, const std::atomic<bool>* cancel) {
     }
   }
   teardown(workers);
-  for (auto& w : workers) {
-    w->finalize();
-    merged.merge(w->histogram());
-    r.deliveries += w->messages.get();
-    r.gaps += w->gaps;
-    r.out_of_order += w->out_of_order;
-    r.corrupt += w->corrupt;
-    r.protocol_errors += w->protocol_errors;
-  }
+  add_subscriber_counts(workers, r, merged);
   if (!shared.started.load()) r.gaps = 0;  // nothing was published to these subscribers
   r.close_codes = merged_close_codes(workers);
   last = shared.last_delivery_ns.load();
