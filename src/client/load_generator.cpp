@@ -1327,6 +1327,17 @@ unsigned fanout_processes(const FanoutLoadOptions& options) {
   return static_cast<unsigned>((options.subscribers + capacity - 1) / capacity);
 }
 
+// Deliveries per second over first publish → last delivery (steady-clock ns),
+// and per server-CPU-second when the server's CPU time was measured.
+void add_rates(FanoutLoadReport& report, std::uint64_t first_publish_ns, std::uint64_t last_delivery_ns) {
+  if (last_delivery_ns > first_publish_ns && first_publish_ns != 0) {
+    report.seconds = static_cast<double>(last_delivery_ns - first_publish_ns) / 1e9;
+    report.deliveries_per_second = static_cast<double>(report.deliveries) / report.seconds;
+  }
+  if (report.server_cpu_seconds > 0)
+    report.deliveries_per_server_cpu_second = static_cast<double>(report.deliveries) / report.server_cpu_seconds;
+}
+
 // Sums the subscriber-side counts of finished fan-out workers into a report
 // (this process's FanoutLoadReport, or a worker process's report to its
 // parent) and merges their latency histograms into merged.
@@ -1423,13 +1434,7 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
   if (report.subscribers == 0) report.gaps = 0;  // nothing ran
   report.latency = merged.summary();
   report.close_codes = merged_close_codes(workers);
-  const std::uint64_t first = shared.first_publish_ns.load(), last = shared.last_delivery_ns.load();
-  if (last > first && first != 0) {
-    report.seconds = static_cast<double>(last - first) / 1e9;
-    report.deliveries_per_second = static_cast<double>(report.deliveries) / report.seconds;
-  }
-  if (report.server_cpu_seconds > 0)
-    report.deliveries_per_server_cpu_second = static_cast<double>(report.deliveries) / report.server_cpu_seconds;
+  add_rates(report, shared.first_publish_ns.load(), shared.last_delivery_ns.load());
   return report;
 }
 
@@ -1944,13 +1949,7 @@ FanoutLoadReport run_fanout_processes(const FanoutLoadOptions& options, unsigned
   if (report.subscribers == 0 || shared.first_publish_ns.load() == 0) report.gaps = 0;  // nothing ran
   report.latency = merged.summary();
   report.close_codes = codes;
-  const std::uint64_t first = shared.first_publish_ns.load();
-  if (last > first && first != 0) {
-    report.seconds = static_cast<double>(last - first) / 1e9;
-    report.deliveries_per_second = static_cast<double>(report.deliveries) / report.seconds;
-  }
-  if (report.server_cpu_seconds > 0)
-    report.deliveries_per_server_cpu_second = static_cast<double>(report.deliveries) / report.server_cpu_seconds;
+  add_rates(report, shared.first_publish_ns.load(), last);
   return report;
 }
 
