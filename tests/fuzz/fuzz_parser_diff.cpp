@@ -115,11 +115,11 @@ Outcome run_beast(const std::uint8_t* stream, std::size_t len, std::uint64_t max
 // D2  Close code 1014. IANA registered 1014 ("Bad Gateway", RFC 6455 §7.4.2
 //     range 1000-2999 is for the protocol and its registry); our parser accepts
 //     it as a valid wire code. Beast treats 1014 as reserved (bad_close_code,
-//     1002). Expected: ours = close(1014) (or 1007 if the reason is not UTF-8),
+//     1002). Expected: ours = close(1014) (or 1002 if the reason is not UTF-8),
 //     Beast = 1002.
 // D3  Close code >= 5000. RFC 6455 §7.4.2 defines codes only up to 4999; our
 //     parser rejects the rest with 1002. Beast accepts any code >= 3000.
-//     Expected: ours = 1002, Beast = close(code) (or 1007 for a non-UTF-8 reason).
+//     Expected: ours = 1002, Beast = close(code) (or 1002 for a non-UTF-8 reason).
 // D4  Close frame with a 1-byte payload (invalid, §5.5.1 / §7.1.5) whose
 //     payload byte has not arrived yet. Our parser fails with 1002 as soon as
 //     the header is complete (the length alone makes the frame invalid); Beast
@@ -239,7 +239,8 @@ void check_divergence(const DivergentFrame& d, const Outcome& ours, const Outcom
     close_code = static_cast<std::uint16_t>((static_cast<unsigned char>(f.payload[0]) << 8) |
                                             static_cast<unsigned char>(f.payload[1]));
     const bool reason_ok = ref_utf8(reinterpret_cast<const std::uint8_t*>(f.payload.data()) + 2, f.payload.size() - 2);
-    const Verdict accepted = reason_ok ? Verdict::Closed : Verdict::BadUtf8;
+    // A close reason that is not UTF-8 is a bad close payload: 1002 on both sides.
+    const Verdict accepted = reason_ok ? Verdict::Closed : Verdict::ProtocolError;
     if (!header_ok) {
       want_ours = want_beast = Verdict::ProtocolError;
     } else if (d.kind == Divergence::Close1014) {

@@ -188,6 +188,11 @@ class DescriptorExhaustion(unittest.TestCase):
     without spinning, and the server serves again once descriptors are free."""
 
     def test_emfile_is_logged_counted_and_recovered(self):
+        if opslib.sanitizer_build(opslib.conduitd_path()):
+            # UBSan's vptr check tests memory readability with pipe2(); with every descriptor in use
+            # that fails (EMFILE, seen with strace) and it reports a false "invalid vptr" inside
+            # fmt. The release stage runs this test.
+            self.skipTest("sanitizer runtimes need free descriptors of their own")
         server = LimitedConduitd(40).start()
         socks = []
         try:
