@@ -163,11 +163,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "conduitd: %s\n", e.what());
     return 1;
   }
-  std::string host = cfg.server.host.find(':') != std::string::npos ? "[" + cfg.server.host + "]" : cfg.server.host;
-  std::printf("listening on %s:%u\n", host.c_str(), static_cast<unsigned>(server->port()));
+  auto bracketed = [](const std::string& h) { return h.find(':') != std::string::npos ? "[" + h + "]" : h; };
+  std::printf("listening on %s:%u\n", bracketed(cfg.server.host).c_str(), static_cast<unsigned>(server->port()));
   if (server->metrics_port() != 0) {
-    const std::string& mh = cfg.server.metrics_host;
-    std::printf("metrics listening on %s:%u\n", (mh.find(':') != std::string::npos ? "[" + mh + "]" : mh).c_str(),
+    std::printf("metrics listening on %s:%u\n", bracketed(cfg.server.metrics_host).c_str(),
                 static_cast<unsigned>(server->metrics_port()));
   }
   std::fflush(stdout);

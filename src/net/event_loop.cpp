@@ -73,16 +73,8 @@ void EventLoop::stop() noexcept {
   }
 }
 
-EventLoop::TimerId EventLoop::schedule(std::int64_t delay_ms, Task fn) {
-  TimerId id = next_timer_++;
-  timers_.push_back({now_ms_ + std::max<std::int64_t>(delay_ms, 0), id, std::move(fn)});
-  return id;
-}
-
-void EventLoop::cancel(TimerId id) noexcept {
-  for (auto& t : timers_) {
-    if (t.id == id) t.id = 0;  // removed by run_timers
-  }
+void EventLoop::schedule(std::int64_t delay_ms, Task fn) {
+  timers_.push_back({now_ms_ + std::max<std::int64_t>(delay_ms, 0), std::move(fn)});
 }
 
 int EventLoop::wait_timeout_ms() const noexcept {
@@ -149,8 +141,8 @@ void EventLoop::run_posted() {
 void EventLoop::run_timers() {
   std::vector<Task> due;
   for (std::size_t i = 0; i < timers_.size();) {
-    if (timers_[i].id == 0 || timers_[i].due_ms <= now_ms_) {
-      if (timers_[i].id != 0) due.push_back(std::move(timers_[i].fn));
+    if (timers_[i].due_ms <= now_ms_) {
+      due.push_back(std::move(timers_[i].fn));
       timers_[i] = std::move(timers_.back());
       timers_.pop_back();
     } else {

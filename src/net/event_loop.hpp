@@ -44,7 +44,6 @@ class EventLoop {
  public:
   static constexpr std::size_t read_buffer_size = 256 * 1024;
   using Task = std::function<void()>;
-  using TimerId = std::uint64_t;
 
   explicit EventLoop(unsigned index);
   virtual ~EventLoop();
@@ -78,8 +77,9 @@ class EventLoop {
   void post(Task fn);
 
   // One-shot timer on this loop (loop thread only); fn runs outside any batch.
-  TimerId schedule(std::int64_t delay_ms, Task fn);
-  void cancel(TimerId id) noexcept;
+  // There is no cancel: the few timers (sweep, grace, accept retry) check
+  // their owner's state when they fire.
+  void schedule(std::int64_t delay_ms, Task fn);
 
   // Registers fd (edge-triggered; in and out unless read_only) with h as its
   // handler. h must stay alive until fd is closed and the current dispatch
@@ -95,7 +95,6 @@ class EventLoop {
  private:
   struct Timer {
     std::int64_t due_ms;
-    TimerId id;
     Task fn;
   };
   int wait_timeout_ms() const noexcept;
@@ -121,7 +120,6 @@ class EventLoop {
   std::atomic<bool> stop_{false};
   bool woken_ = false;
   std::vector<Timer> timers_;  // few (sweep, grace, accept retry): a vector beats a heap
-  TimerId next_timer_ = 1;
   static thread_local EventLoop* current_;
 };
 
