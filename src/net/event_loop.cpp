@@ -88,15 +88,17 @@ int EventLoop::wait_timeout_ms() const noexcept {
   return static_cast<int>(std::min<std::int64_t>(best, 60000));
 }
 
-void EventLoop::run() {
+int EventLoop::run() {
   current_ = this;
   epoll_event events[kMaxEvents];
+  int err = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
     int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, wait_timeout_ms());
     refresh_clock();
     if (n < 0) {
       if (errno == EINTR) continue;
-      break;  // EBADF/EINVAL: nothing sensible left to wait on
+      err = errno;  // EBADF/EINVAL/EFAULT: nothing sensible left to wait on
+      break;
     }
     // Output produced while handling the whole batch is flushed once at its
     // end (GUIDE rule 3): one gather write per connection per iteration.
@@ -118,6 +120,7 @@ void EventLoop::run() {
   }
   graveyard_.clear();
   current_ = nullptr;
+  return err;
 }
 
 void EventLoop::run_posted() {

@@ -68,7 +68,9 @@ class EventLoop {
   static EventLoop* current() noexcept { return current_; }
 
   // Runs the loop on the calling thread until stop() (from any thread).
-  void run();
+  // Returns 0 then, or the errno of an epoll_wait failure that ended it early
+  // (EBADF/EINVAL/EFAULT: never expected; the caller logs it).
+  int run();
   void stop() noexcept;
   std::thread& thread() noexcept { return thread_; }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <sstream>
+#include <tuple>
 
 namespace conduit::ops {
 
@@ -132,18 +133,21 @@ std::vector<std::string> get_strings(const toml::node& n, const std::string& key
   return out;
 }
 
+// A HOST:PORT value (server.listen, metrics.listen); a bad one names its key.
+void get_listen(const toml::node& n, const std::string& key, std::string& host, std::uint16_t& port) {
+  try {
+    std::tie(host, port) = parse_listen(get_string(n, key));
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(key, e.what());
+  }
+}
+
 const std::map<std::string, KeySpec>& schema() {
   static const std::map<std::string, KeySpec> s = {
       {"server.listen",
        {Kind::String,
         [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          try {
-            auto [host, port] = parse_listen(get_string(n, k));
-            c.server.host = host;
-            c.server.port = port;
-          } catch (const std::invalid_argument& e) {
-            throw ConfigError(k, e.what());
-          }
+          get_listen(n, k, c.server.host, c.server.port);
         }}},
       {"server.mode",
        {Kind::String,
@@ -258,19 +262,12 @@ const std::map<std::string, KeySpec>& schema() {
       {"metrics.listen",
        {Kind::String,
         [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          std::string v = get_string(n, k);
-          if (v.empty()) {
+          if (get_string(n, k).empty()) {  // "": no separate metrics listener
             c.server.metrics_host.clear();
             c.server.metrics_port = 0;
             return;
           }
-          try {
-            auto [host, port] = parse_listen(v);
-            c.server.metrics_host = host;
-            c.server.metrics_port = port;
-          } catch (const std::invalid_argument& e) {
-            throw ConfigError(k, e.what());
-          }
+          get_listen(n, k, c.server.metrics_host, c.server.metrics_port);
         }}},
       {"tls.cert",
        {Kind::String,

@@ -228,7 +228,12 @@ void ServerCore::start() {
   for (auto& l : loops_) {
     Loop* loop = l.get();
     loop->post([loop] { loop->start_sweep(); });
-    loop->thread() = std::thread([loop] { loop->run(); });
+    loop->thread() = std::thread([loop] {
+      if (int err = loop->run(); err != 0) {
+        // Never expected: this loop's sessions no longer make progress. Say so loudly.
+        spdlog::critical("event=loop_failed loop={} reason=\"epoll_wait: {}\"", loop->index(), std::strerror(err));
+      }
+    });
   }
 }
 

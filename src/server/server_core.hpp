@@ -43,7 +43,6 @@ class Listener final : public net::IoHandler {
   void on_io(std::uint32_t) override { accept_ready(); }
   void accept_ready();
   void close() noexcept;
-  int fd() const noexcept { return fd_; }
 
  private:
   ServerCore& core_;
