@@ -119,13 +119,45 @@ def echo_report(runs):
     return "\n".join(out)
 
 
+# Issue 5's table, measured on the machine kind the issue was written on.
+ISSUE5 = {
+    "uWebSockets": {(1000, 1): 250e3, (1000, 32): 7.1e6, (1000, 0): 348e3, (10000, 1): 187e3, (10000, 32): 5.0e6,
+                    (10000, 0): 156e3},
+    "beast": {(1000, 1): 164e3, (1000, 32): 193e3, (1000, 0): 151e3, (10000, 1): 107e3, (10000, 32): 105e3,
+              (10000, 0): 103e3},
+    "node": {(1000, 1): 206e3, (1000, 32): 206e3, (1000, 0): 199e3, (10000, 1): 126e3, (10000, 32): 131e3,
+             (10000, 0): 126e3},
+}
+SERVER_NAMES = {"conduit": "conduit", "beast": "Beast", "node": "Node ws", "floor": "send floor"}
+
+
+def fmt_short(v):
+    if v is None:
+        return "n/a"
+    if v >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    return f"{v / 1e3:.0f}k"
+
+
+def floor_deliveries(r):
+    """A send-floor run as deliveries per sender-CPU-second: each send carries W frames (1 for W=1)."""
+    sends = g(r, "sends_per_cpu_second")
+    return sends * max(1, r["window"]) if sends is not None else None
+
+
 def fanout_report(runs):
     out = []
-    rs_all = [r for r in runs if r["scenario"] == "fanout"]
+    rs_all = [r for r in runs if r["scenario"] in ("fanout", "send-floor")]
     columns = sorted({(r["subscribers_requested"], r["window"]) for r in rs_all}, key=lambda c: (c[0], c[1] == 0, c[1]))
+    servers = [s for s in ("conduit", "beast", "node", "floor") if any(r["server"] == s for r in rs_all)]
 
     def label(c):
         return f"N={c[0]}, " + ("no wait" if c[1] == 0 else f"W={c[1]}")
+
+    def value(r):
+        if r["server"] == "floor":
+            return floor_deliveries(r)
+        return g(r, "deliveries_per_server_cpu_second")
 
     header = "| server | " + " | ".join(label(c) for c in columns) + " |"
     out.append("Deliveries per server-CPU-second (median of the runs; 64-byte messages, one server thread):")
@@ -133,35 +165,60 @@ def fanout_report(runs):
     out.append(header)
     out.append("|---|" + "---|" * len(columns))
     med = {}
-    for server in ("conduit", "beast"):
+    for server in servers:
         cells = []
         for c in columns:
             rs = [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
-            m = median([g(r, "deliveries_per_server_cpu_second") for r in rs if r.get("error") == "none"])
+            m = median([value(r) for r in rs if r.get("error") == "none"])
             med[(server, c)] = m
             cells.append(fmt_num(m))
-        out.append(f"| {server} | " + " | ".join(cells) + " |")
-    out.append("| ratio conduit/Beast | " + " | ".join(fmt_ratio(med[("conduit", c)], med[("beast", c)]) for c in columns) + " |")
-    out.append("| uWebSockets (issue 5, same machine kind) | " + " | ".join(
-        {(1000, 1): "250k", (1000, 32): "7.1M", (1000, 0): "348k", (10000, 1): "187k", (10000, 32): "5.0M",
-         (10000, 0): "156k"}.get(c, "?") for c in columns) + " |")
+        name = SERVER_NAMES[server]
+        if server == "floor":
+            name = "send floor: bare send(2) of W frames, no WebSocket code"
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    for base in ("beast", "node", "floor"):
+        if base in servers:
+            out.append(f"| ratio conduit/{SERVER_NAMES[base]} | " +
+                       " | ".join(fmt_ratio(med[("conduit", c)], med[(base, c)]) for c in columns) + " |")
     out.append("")
-    out.append("Details per configuration (medians):")
+    out.append("Issue 5's figures (measured on the machine the issue was written on) and how this machine compares:")
+    out.append("")
+    out.append(header)
+    out.append("|---|" + "---|" * len(columns))
+    for name in ("uWebSockets", "beast", "node"):
+        out.append(f"| {SERVER_NAMES.get(name, name)} (issue 5) | " +
+                   " | ".join(fmt_short(ISSUE5[name].get(c)) for c in columns) + " |")
+    for name in ("beast", "node"):
+        if name in servers:
+            out.append(f"| {SERVER_NAMES[name]} here / in issue 5 | " +
+                       " | ".join(fmt_ratio(med[(name, c)], ISSUE5[name].get(c)) for c in columns) + " |")
+    out.append("| conduit here / uWebSockets in issue 5 | " +
+               " | ".join(fmt_ratio(med[("conduit", c)], ISSUE5["uWebSockets"].get(c)) for c in columns) + " |")
+    out.append("")
+    out.append("Details per configuration (medians; for the send floor, \"messages\" is rounds of one send per "
+               "connection and the latencies do not apply):")
     out.append("")
     out.append("| configuration | server | runs | messages | deliveries/s | server CPU s | p50 µs | p99 µs | problems |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     for c in columns:
-        for server in ("conduit", "beast"):
+        for server in servers:
             rs = [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
             if not rs:
                 continue
             problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+            if server == "floor":
+                rate = median([g(r, "sends") * max(1, r["window"]) / g(r, "seconds") for r in rs
+                               if g(r, "sends") is not None and g(r, "seconds")])
+                cpu = median([g(r, "sender_cpu_seconds") for r in rs])
+                p50 = p99 = None
+            else:
+                rate = median([g(r, "deliveries_per_second") for r in rs])
+                cpu = median([g(r, "server_cpu_seconds") for r in rs])
+                p50 = median([g(r, "latency", "p50_us") for r in rs])
+                p99 = median([g(r, "latency", "p99_us") for r in rs])
             out.append(
-                f"| {label(c)} | {server} | {len(rs)} | {rs[0]['messages_requested']} | "
-                f"{fmt_num(median([g(r, 'deliveries_per_second') for r in rs]))} | "
-                f"{fmt_num(median([g(r, 'server_cpu_seconds') for r in rs]), 2)} | "
-                f"{fmt_num(median([g(r, 'latency', 'p50_us') for r in rs]), 1)} | "
-                f"{fmt_num(median([g(r, 'latency', 'p99_us') for r in rs]), 1)} | {problems} |"
+                f"| {label(c)} | {SERVER_NAMES[server]} | {len(rs)} | {rs[0]['messages_requested']} | "
+                f"{fmt_num(rate)} | {fmt_num(cpu, 2)} | {fmt_num(p50, 1)} | {fmt_num(p99, 1)} | {problems} |"
             )
     return "\n".join(out)
 
@@ -170,6 +227,9 @@ def one_line(r):
     """Progress line for one run, printed by scripts/bench as it goes."""
     if r.get("scenario") == "echo":
         main = f"{g(r, 'messages_per_second') or 0:,.0f} msg/s, {g(r, 'messages_per_server_cpu_second') or 0:,.0f} msg per server-CPU-s"
+    elif r.get("scenario") == "send-floor":
+        main = (f"{g(r, 'sends_per_cpu_second') or 0:,.0f} sends per sender-CPU-s "
+                f"({g(r, 'us_per_send') or 0:.2f} µs each, {g(r, 'bytes') or 0} bytes)")
     elif r.get("scenario") == "fanout":
         main = (f"{g(r, 'deliveries_per_server_cpu_second') or 0:,.0f} deliveries per server-CPU-s, "
                 f"{g(r, 'deliveries') or 0} of {g(r, 'expected_deliveries') or 0} delivered")
