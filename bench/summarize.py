@@ -139,10 +139,15 @@ def fmt_short(v):
     return f"{v / 1e3:.0f}k"
 
 
+def frames_per_send(r):
+    """Frames one send-floor send carries: W for a window W (so 1 for W=1)."""
+    return max(1, r["window"])
+
+
 def floor_deliveries(r):
-    """A send-floor run as deliveries per sender-CPU-second: each send carries W frames (1 for W=1)."""
+    """A send-floor run as deliveries per sender-CPU-second."""
     sends = g(r, "sends_per_cpu_second")
-    return sends * max(1, r["window"]) if sends is not None else None
+    return sends * frames_per_send(r) if sends is not None else None
 
 
 def fanout_report(runs):
@@ -153,6 +158,9 @@ def fanout_report(runs):
 
     def label(c):
         return f"N={c[0]}, " + ("no wait" if c[1] == 0 else f"W={c[1]}")
+
+    def runs_of(server, c):
+        return [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
 
     def value(r):
         if r["server"] == "floor":
@@ -168,7 +176,7 @@ def fanout_report(runs):
     for server in servers:
         cells = []
         for c in columns:
-            rs = [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
+            rs = runs_of(server, c)
             m = median([value(r) for r in rs if r.get("error") == "none"])
             med[(server, c)] = m
             cells.append(fmt_num(m))
@@ -202,12 +210,12 @@ def fanout_report(runs):
     out.append("|---|---|---|---|---|---|---|---|---|")
     for c in columns:
         for server in servers:
-            rs = [r for r in rs_all if r["server"] == server and (r["subscribers_requested"], r["window"]) == c]
+            rs = runs_of(server, c)
             if not rs:
                 continue
             problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
             if server == "floor":
-                rate = median([g(r, "sends") * max(1, r["window"]) / g(r, "seconds") for r in rs
+                rate = median([g(r, "sends") * frames_per_send(r) / g(r, "seconds") for r in rs
                                if g(r, "sends") is not None and g(r, "seconds")])
                 cpu = median([g(r, "sender_cpu_seconds") for r in rs])
                 p50 = p99 = None
