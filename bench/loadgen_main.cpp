@@ -1,5 +1,5 @@
 // conduit-loadgen: thin command line over the load generator engine
-// (include/conduit/load.hpp), used by scripts/bench.
+// (target conduit_load, src/load/), used by scripts/bench.
 //
 //   conduit-loadgen echo   --url ws://127.0.0.1:P/ --connections 100 --size 20 --duration 5 [--json]
 //   conduit-loadgen fanout --url ws://127.0.0.1:P/ --subscribers N --window W --size B --messages M [--json]
@@ -7,8 +7,9 @@
 //
 // Exit status: 0 = run completed and every check passed; 1 = the run could not
 // be done (bad URL, connections refused, timeout); 2 = bad command line;
-// 3 = the run completed but the server got something wrong (mismatched echo,
-// lost or reordered message, protocol error, connection closed early).
+// 3 = the run completed but did not pass (load::failure_reason: nothing
+// measured, mismatched echo, lost or reordered message, protocol error,
+// connection closed early).
 #include <sched.h>
 
 #include <CLI/CLI.hpp>
@@ -17,7 +18,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "conduit/load.hpp"
+#include "conduit_load/load.hpp"
 
 namespace {
 
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
     const EchoLoadReport r = run_echo_load(echo, progress);
     std::cout << (json ? to_json(r) + "\n" : format_report(r)) << std::flush;
     if (r.error != LoadError::None) return 1;
-    return r.mismatches + r.protocol_errors + r.closed_early == 0 ? 0 : 3;
+    return failure_reason(r).empty() ? 0 : 3;
   }
   if (fanout_cmd->parsed()) {
     fill_common(fanout);
@@ -135,7 +136,7 @@ int main(int argc, char** argv) {
     const FanoutLoadReport r = run_fanout_load(fanout, progress);
     std::cout << (json ? to_json(r) + "\n" : format_report(r)) << std::flush;
     if (r.error != LoadError::None) return 1;
-    return r.gaps + r.out_of_order + r.corrupt + r.protocol_errors == 0 ? 0 : 3;
+    return failure_reason(r).empty() ? 0 : 3;
   }
   fill_common(idle);
   idle.hold = seconds_to_ms(hold);

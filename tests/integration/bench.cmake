@@ -8,3 +8,14 @@ if(CONDUIT_BUILD_BENCH)  # the tools are built with the bench (release preset on
   set_tests_properties(bench.tools PROPERTIES LABELS "integration;interop" TIMEOUT 120
     ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
 endif()
+
+# `conduit bench` / `bench fanout` as scripts see them: the real binary against
+# conduitd (echo, broadcast, TLS, a server closing with 1009); exit status,
+# stdout, stderr. Needs only the CLI and conduitd, so it runs in every preset.
+if(TARGET conduit_cli)
+  add_test(NAME bench.cli
+    COMMAND ${CONDUIT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/bench/cli_bench_test.py
+      $<TARGET_FILE:conduit_cli> $<TARGET_FILE:conduitd>)
+  set_tests_properties(bench.cli PROPERTIES LABELS "integration" TIMEOUT 300
+    ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endif()

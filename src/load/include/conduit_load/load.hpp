@@ -1,10 +1,12 @@
 // Load generator engine: the measuring half of every Conduit benchmark, used by
-// `conduit-loadgen` (bench/) and `conduit bench` (the CLI).
+// `conduit-loadgen` (bench/) and `conduit bench` (the CLI). Target
+// `conduit_load`; this header is its interface and not part of libconduit's
+// public API (it is neither under include/conduit nor installed).
 //
-// It speaks RFC 6455 with Conduit's own wire code on plain Asio sockets (no
-// Beast websocket::stream): the generator must never be the bottleneck of what
-// it measures. Every scenario runs on `threads` io_contexts (default one, so
-// that pinning the process to one core gives it exactly one core).
+// It speaks RFC 6455 with Conduit's own wire code on Asio sockets (no Beast
+// websocket::stream): the generator must never be the bottleneck of what it
+// measures. Every scenario runs on `threads` io_contexts (default one, so that
+// pinning the process to one core gives it exactly one core).
 //
 // Scenarios:
 //   echo    N connections each keep `pipeline` messages in flight against an
@@ -14,7 +16,8 @@
 //           subscriber; every subscriber checks it got every message in order.
 //   idle    K connections opened and held, for memory-per-connection figures.
 //
-// Only ws:// URLs (no TLS): the benchmarks measure the WebSocket engine.
+// ws:// and wss:// URLs (TLS verified against the system store, `ca_file`, or
+// not at all with `insecure`).
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -22,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,10 +36,10 @@ using Milliseconds = std::chrono::milliseconds;
 
 enum class LoadError : std::uint8_t {
   None,
-  BadUrl,           // not ws://host:port/path
+  BadUrl,           // not ws://host[:port]/path or wss://...
   BadOptions,       // e.g. zero connections, fanout size below 16 bytes
   ConnectFailed,    // not every connection could be opened (see connect_failures)
-  HandshakeFailed,  // a server answered the upgrade with something else than a valid 101
+  HandshakeFailed,  // TLS failed, or the server answered the upgrade with something else than a valid 101
   Timeout,          // fanout: not every message arrived within `timeout`
   ResourceLimit,    // more connections than the process may open (RLIMIT_NOFILE)
   WorkerFailed,     // fanout over processes: a worker process could not start, died or sent no report
@@ -45,6 +49,10 @@ std::string_view to_string(LoadError error);
 // What every scenario needs to reach the server.
 struct ConnectOptions {
   std::string url = "ws://127.0.0.1:8080/";
+  // wss://: PEM file of CA certificates to trust instead of the system store.
+  std::string ca_file;
+  // wss://: do not verify the server's certificate (testing only).
+  bool insecure = false;
   // io_context threads; connections are spread round-robin. Default 1.
   unsigned threads = 1;
   // Connections opened concurrently during setup; bounded so that a burst of
@@ -108,6 +116,8 @@ struct IdleLoadOptions : ConnectOptions {
 
 // Latency distribution, in microseconds. Percentiles come from a log-linear
 // histogram with 1/64 relative precision (they are upper bounds of their bucket).
+// With count == 0 nothing was measured and the other fields mean nothing
+// (reports print them as null / n/a).
 struct LatencySummary {
   std::uint64_t count = 0;
   double mean_us = 0;
@@ -127,18 +137,18 @@ struct EchoLoadReport {
   std::string error_detail;
   unsigned connections = 0;  // opened and upgraded
   std::uint64_t connect_failures = 0;
-  double seconds = 0;          // length of the measured window
-  std::uint64_t messages = 0;  // echoes received and verified in the window
-  double messages_per_second = 0;
-  std::uint64_t bytes = 0;            // payload bytes echoed in the window
-  LatencySummary latency;             // send → echo received
-  std::uint64_t mismatches = 0;       // echo differs from what was sent
-  std::uint64_t protocol_errors = 0;  // the server's frames broke RFC 6455
-  std::uint64_t closed_early = 0;     // connections lost before the end
-  std::uint64_t rate_misses = 0;      // rate > 0: sends skipped, every connection busy
-  CloseCodeCounts close_codes;        // closes received before we asked for one
-  double server_cpu_seconds = -1;     // -1 = not measured
-  double messages_per_server_cpu_second = 0;
+  std::optional<double> seconds;  // length of the measured window; none when it never started
+  std::uint64_t messages = 0;     // echoes received and verified in the window (mismatches excluded)
+  std::optional<double> messages_per_second;
+  std::uint64_t bytes = 0;                   // payload bytes echoed in the window
+  LatencySummary latency;                    // send → echo received
+  std::uint64_t mismatches = 0;              // echo differs from what was sent
+  std::uint64_t protocol_errors = 0;         // the server's frames broke RFC 6455
+  std::uint64_t closed_early = 0;            // connections lost before the end
+  std::uint64_t rate_misses = 0;             // rate > 0: sends skipped, every connection busy
+  CloseCodeCounts close_codes;               // closes received before we asked for one
+  std::optional<double> server_cpu_seconds;  // none = not measured (no server_pid, or unreadable)
+  std::optional<double> messages_per_server_cpu_second;
 };
 
 struct FanoutLoadReport {
@@ -149,17 +159,18 @@ struct FanoutLoadReport {
   std::uint64_t messages_published = 0;
   std::uint64_t deliveries = 0;  // messages received by subscribers
   std::uint64_t expected_deliveries = 0;
-  double seconds = 0;  // first publish → last delivery
-  double deliveries_per_second = 0;
+  std::optional<double> seconds;  // first publish → last delivery; none when nothing was delivered
+  std::optional<double> deliveries_per_second;
   LatencySummary latency;          // publish → receive, per delivery
   std::uint64_t gaps = 0;          // messages a subscriber never got (skipped sequence numbers or missing at the end)
   std::uint64_t out_of_order = 0;  // sequence number lower than one already received
   std::uint64_t corrupt = 0;       // payload too short or not what was published
   std::uint64_t protocol_errors = 0;
+  std::uint64_t closed_early = 0;      // publisher or subscribers lost before the end of the run
   std::uint64_t publisher_echoes = 0;  // the publisher's own copies (broadcast includes the sender)
-  CloseCodeCounts close_codes;         // subscribers closed by the server, by code
-  double server_cpu_seconds = -1;
-  double deliveries_per_server_cpu_second = 0;
+  CloseCodeCounts close_codes;         // closed by the server, by code
+  std::optional<double> server_cpu_seconds;
+  std::optional<double> deliveries_per_server_cpu_second;
   unsigned processes = 1;  // processes that held subscribers (1 = this one)
 };
 
@@ -178,6 +189,7 @@ struct Progress {
   bool measuring = false;  // false during setup and warmup
   unsigned connections = 0;
   std::uint64_t messages = 0;  // echoes, or deliveries for fanout, so far in the window
+  std::uint64_t expected = 0;  // fanout: deliveries the run needs in total; 0 = open-ended (echo)
   double recent_rate = 0;      // per second over the last interval
   std::uint64_t errors = 0;
 };
@@ -194,7 +206,15 @@ int run_fanout_worker(int in_fd, int out_fd, const std::atomic<bool>* cancel = n
 IdleLoadReport run_idle_load(const IdleLoadOptions& options,
                              const std::function<void(const IdleLoadReport&)>& on_ready);
 
-// Human-readable multi-line summaries and one-line JSON objects.
+// Why a finished run does not count as a pass, in one line; empty when it
+// passed. A run passes when it had no error, measured at least one message
+// (delivery), lost no connection early, and every echo (delivery) was the
+// right one: no mismatch, gap, reordering, corruption or protocol error.
+std::string failure_reason(const EchoLoadReport& report);
+std::string failure_reason(const FanoutLoadReport& report);
+
+// Human-readable multi-line summaries and one-line JSON objects (values that
+// were not measured are null).
 std::string format_report(const EchoLoadReport& report);
 std::string format_report(const FanoutLoadReport& report);
 std::string to_json(const EchoLoadReport& report);
@@ -206,7 +226,7 @@ std::uint64_t raise_file_limit();
 // CPU time (user + system) used so far by a process, in seconds: the sum over
 // its threads of /proc/PID/task/*/schedstat (nanosecond resolution), or
 // utime + stime from /proc/PID/stat (10 ms ticks) when schedstat is missing;
-// -1 when the process cannot be read.
-double process_cpu_seconds(int pid);
+// none when the process cannot be read.
+std::optional<double> process_cpu_seconds(int pid);
 
 }  // namespace conduit::load

@@ -1,0 +1,286 @@
+// Fan-out scenario: N subscribers and one publisher on a broadcast server.
+// The publisher keeps a window of W messages ahead of the slowest live
+// subscriber; every subscriber checks it got every message, in order, intact.
+#include "load/fanout.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+
+namespace conduit::load {
+namespace {
+
+char fanout_pattern_byte(std::size_t i) { return static_cast<char>((i * 13 + 5) & 0xFF); }
+
+// Processes to spread the subscribers over (1 = all in this process).
+unsigned fanout_processes(const FanoutLoadOptions& options) {
+  if (options.processes > 0) return options.processes;
+  if (options.worker_command.empty()) return 1;
+  const std::uint64_t limit = raise_file_limit();
+  if (std::uint64_t{options.subscribers} + kFanoutProcessMargin <= limit) return 1;
+  const std::uint64_t capacity = limit > kFanoutProcessMargin ? limit - kFanoutProcessMargin : 1;
+  return static_cast<unsigned>((options.subscribers + capacity - 1) / capacity);
+}
+
+}  // namespace
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+FanoutWorker::FanoutWorker(unsigned index, const Target& target, const FanoutLoadOptions& options, FanoutShared& shared)
+    : Worker(index, target, options.connect_concurrency / std::max(1u, options.threads)),
+      options_(options),
+      shared_(shared),
+      pattern_(options.size, '\0') {
+  for (std::size_t i = kFanoutHeader; i < pattern_.size(); ++i) pattern_[i] = fanout_pattern_byte(i);
+}
+
+void FanoutWorker::start_publishing() {
+  net::post(ioc(), [this] {
+    publishing_ = true;
+    shared_.first_publish_ns.store(now_ns());
+    publish();
+  });
+}
+
+// A message reached every live subscriber (or one left): the window may move.
+void FanoutWorker::window_moved() {
+  if (shared_.progress_fd >= 0) {
+    report_progress();
+  } else if (publisher_worker_ == this) {
+    publish();
+  } else {
+    net::post(publisher_worker_->ioc(), [w = publisher_worker_] { w->publish(); });
+  }
+}
+
+void FanoutWorker::report_progress() {
+  if (!shared_.started.load()) return;
+  std::lock_guard lock(shared_.progress_mutex);
+  const std::uint32_t alive = shared_.alive.load(std::memory_order_acquire);
+  std::uint64_t wm = shared_.watermark;
+  while (wm < options_.messages && shared_.received[wm].load() >= alive) ++wm;
+  if (wm == shared_.watermark) return;
+  shared_.watermark = wm;
+  write_all(shared_.progress_fd, fmt::format("progress {}\n", wm));
+}
+
+void FanoutWorker::on_message(Connection& c, wire::Opcode, std::uint8_t* data, std::size_t len) {
+  if (&c == publisher_) {
+    ++publisher_echoes;
+    return;
+  }
+  const std::uint64_t now = now_ns();
+  if (len < kFanoutHeader || len != options_.size ||
+      std::memcmp(data + kFanoutHeader, pattern_.data() + kFanoutHeader, len - kFanoutHeader) != 0) {
+    ++corrupt;
+    errors.inc();
+    return;
+  }
+  std::uint64_t seq, sent;
+  std::memcpy(&seq, data, 8);
+  std::memcpy(&sent, data + 8, 8);
+  if (seq >= options_.messages) {
+    ++corrupt;
+    errors.inc();
+    return;
+  }
+  if (seq < c.recv_seq) {
+    ++out_of_order;
+    errors.inc();
+    return;
+  }
+  if (seq > c.recv_seq) {
+    gaps += seq - c.recv_seq;
+    errors.inc();
+  }
+  c.recv_seq = seq + 1;
+  ++c.received;
+  histogram_.record(now - sent);
+  messages.inc();
+  last_delivery_ns_ = now;
+  // seq_cst on both sides of the window (this add, then the publisher's
+  // position; the publisher's position, then this count) so that with
+  // several threads either we see the publisher waiting or it sees our count.
+  const std::uint32_t got = shared_.received[seq].fetch_add(1) + 1;
+  if (c.recv_seq == options_.messages) subscriber_finished(c);
+  if (options_.window > 0 && got >= shared_.alive.load(std::memory_order_acquire) &&
+      seq + options_.window >= publisher_next_hint())
+    window_moved();
+}
+
+void FanoutWorker::on_closed(Connection& c, std::uint16_t code, bool by_us) {
+  if (!tearing_down_) {
+    ++closed_early;
+    errors.inc();
+  }
+  if (&c == publisher_) {
+    if (!tearing_down_) shared_.publisher_lost.store(true);
+  } else if (!c.subscriber_done && !tearing_down_) {
+    shared_.alive.fetch_sub(1, std::memory_order_acq_rel);
+    subscriber_finished(c);
+    if (options_.window > 0) window_moved();
+  }
+  Worker::on_closed(c, code, by_us);
+}
+
+void FanoutWorker::finalize() {
+  for (auto& c : connections())
+    if (c.get() != publisher_ && c->was_open) gaps += options_.messages - std::min(options_.messages, c->recv_seq);
+  std::uint64_t last = shared_.last_delivery_ns.load();
+  while (last_delivery_ns_ > last && !shared_.last_delivery_ns.compare_exchange_weak(last, last_delivery_ns_)) {
+  }
+}
+
+// Publisher side (runs on the publisher's worker).
+void FanoutWorker::publish() {
+  if (!publishing_ || publisher_ == nullptr || !publisher_->open()) return;
+  // Bound what one write carries, so timestamps are close to the moment the
+  // bytes leave and a no-wait publisher still follows TCP backpressure.
+  constexpr std::size_t kMaxPendingBytes = 64 * 1024;
+  const std::uint32_t alive = shared_.alive.load(std::memory_order_acquire);
+  while (next_seq_ < options_.messages && publisher_->pending_bytes() < kMaxPendingBytes) {
+    if (options_.window > 0 && next_seq_ >= options_.window &&
+        (remote_window_ ? remote_watermark_ <= next_seq_ - options_.window
+                        : shared_.received[next_seq_ - options_.window].load() < alive))
+      break;
+    const std::uint64_t now = now_ns();
+    std::memcpy(pattern_.data(), &next_seq_, 8);
+    std::memcpy(pattern_.data() + 8, &now, 8);
+    publisher_->queue(wire::Opcode::Binary, pattern_);
+    ++next_seq_;
+    ++published;
+    publisher_next_.store(next_seq_);
+  }
+  publisher_->flush();
+}
+
+void FanoutWorker::subscriber_finished(Connection& c) {
+  if (c.subscriber_done) return;
+  c.subscriber_done = true;
+  shared_.finished.fetch_add(1, std::memory_order_acq_rel);
+}
+
+void add_rates(FanoutLoadReport& report, std::uint64_t first_publish_ns, std::uint64_t last_delivery_ns) {
+  if (last_delivery_ns > first_publish_ns && first_publish_ns != 0) {
+    report.seconds = static_cast<double>(last_delivery_ns - first_publish_ns) / 1e9;
+    report.deliveries_per_second = static_cast<double>(report.deliveries) / *report.seconds;
+  }
+  if (report.server_cpu_seconds && *report.server_cpu_seconds > 0)
+    report.deliveries_per_server_cpu_second = static_cast<double>(report.deliveries) / *report.server_cpu_seconds;
+}
+
+void add_subscriber_counts(const std::vector<std::unique_ptr<FanoutWorker>>& workers, FanoutLoadReport& r,
+                           LatencyHistogram& merged) {
+  for (auto& w : workers) {
+    w->finalize();
+    merged.merge(w->histogram());
+    r.deliveries += w->messages.get();
+    r.gaps += w->gaps;
+    r.out_of_order += w->out_of_order;
+    r.corrupt += w->corrupt;
+    r.protocol_errors += w->protocol_errors;
+    r.closed_early += w->closed_early;
+  }
+}
+
+FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const ProgressCallback& progress) {
+  FanoutLoadReport report;
+  if (options.subscribers == 0 || options.threads == 0 || options.size < kFanoutHeader || options.messages == 0) {
+    report.error = LoadError::BadOptions;
+    report.error_detail = "subscribers, threads and messages must be at least 1 and size at least 16 bytes";
+    return report;
+  }
+  if (const unsigned processes = fanout_processes(options); processes > 1)
+    return run_fanout_processes(options, processes, progress);
+  const std::uint64_t total = std::uint64_t{options.subscribers} + 1;
+  Setup setup = resolve(options, total);
+  if (setup.error != LoadError::None) {
+    report.error = setup.error;
+    report.error_detail = setup.detail;
+    return report;
+  }
+  FanoutShared shared(options.messages);
+  const unsigned threads = options.threads;
+  std::vector<std::unique_ptr<FanoutWorker>> workers;
+  std::uint32_t next_id = 0;
+  for (unsigned t = 0; t < threads; ++t) {
+    // Worker 0 also hosts the publisher (its first connection).
+    unsigned count = options.subscribers / threads + (t < options.subscribers % threads ? 1 : 0);
+    if (t == 0) ++count;
+    workers.push_back(std::make_unique<FanoutWorker>(t, setup.target, options, shared));
+    workers.back()->add_connections(next_id, count, 8 * 1024);
+    next_id += count;
+  }
+  Connection* publisher = workers[0]->connections()[0].get();
+  for (auto& w : workers) w->set_publisher(publisher, workers[0].get());
+  const std::vector<Worker*> all = worker_list(workers);
+
+  const auto start = Clock::now();
+  for (auto& w : workers) {
+    w->start_thread();
+    w->begin_setup();
+  }
+  const SetupOutcome setup_outcome = wait_for_setup(options, all, total);
+  report.error = setup_outcome.error;
+  report.error_detail = setup_outcome.detail;
+  report.connect_failures = setup_outcome.failures;
+  report.subscribers = setup_outcome.opened > 0 ? setup_outcome.opened - 1 : 0;
+  report.expected_deliveries = std::uint64_t{options.subscribers} * options.messages;
+  auto counted = [&] {
+    Counted c;
+    for (auto& w : workers) {
+      c.messages += w->messages.get();
+      c.errors += w->errors.get();
+    }
+    return c;
+  };
+  if (report.error == LoadError::None && !cancelled(options)) {
+    shared.alive.store(options.subscribers);
+    const auto cpu_before = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+    workers[0]->start_publishing();
+    const auto deadline = Clock::now() + options.timeout;
+    bool timed_out = false;
+    run_progress_loop(options, progress, start, true, setup_outcome.opened, report.expected_deliveries, counted, [&] {
+      if (shared.finished.load() >= options.subscribers) return true;
+      // Without the publisher no further message can come: stop now.
+      if (shared.publisher_lost.load()) return true;
+      if (Clock::now() >= deadline) return timed_out = true;
+      return false;
+    });
+    const auto cpu_after = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+    if (cpu_before && cpu_after) report.server_cpu_seconds = *cpu_after - *cpu_before;
+    if (timed_out) {
+      report.error = LoadError::Timeout;
+      report.error_detail = fmt::format("not every subscriber received all {} messages within {} ms", options.messages,
+                                        options.timeout.count());
+    }
+  }
+  teardown(all);
+
+  LatencyHistogram merged;
+  add_subscriber_counts(workers, report, merged);
+  for (auto& w : workers) {
+    report.publisher_echoes += w->publisher_echoes;
+    report.messages_published += w->published;
+  }
+  if (report.subscribers == 0) report.gaps = 0;  // nothing ran
+  report.latency = merged.summary();
+  report.close_codes = merged_close_codes(all);
+  add_rates(report, shared.first_publish_ns.load(), shared.last_delivery_ns.load());
+  return report;
+}
+
+}  // namespace conduit::load
