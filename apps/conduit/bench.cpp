@@ -112,7 +112,8 @@ std::function<int()> add_bench_commands(CLI::App& app) {
   CLI::App* bench = app.add_subcommand(
       "bench",
       "Load-test an echo server: each connection keeps --pipeline messages in flight (or --rate messages/s in "
-      "total); reports msg/s and latency p50/p90/p99/max.");
+      "total); reports msg/s of verified echoes and latency p50/p90/p99/max. Exit 6 when nothing was measured, a "
+      "connection closed early or a reply was wrong.");
   bench->add_option("URL", flags->url, "ws:// or wss:// URL of an echo server (default ws://127.0.0.1:8080/)");
   bench->add_option("--connections", flags->connections, "connections (default 100)");
   bench->add_option("--size", flags->size, "payload bytes per message (default 20)");
@@ -132,7 +133,8 @@ std::function<int()> add_bench_commands(CLI::App& app) {
   CLI::App* fanout = bench->add_subcommand(
       "fanout",
       "Load-test a broadcast server: N subscribers and one publisher keeping a window of W messages; checks every "
-      "subscriber got every message in order; reports deliveries/s and delivery latency.");
+      "subscriber got every message in order; reports deliveries/s and delivery latency. Exit 6 when nothing was "
+      "delivered, a connection closed early or a message was missing, out of order or corrupt.");
   fanout->add_option("URL", flags->url, "ws:// or wss:// URL of a broadcast server (default ws://127.0.0.1:8080/)");
   fanout->add_option("--subscribers", flags->subscribers, "subscriber connections (default 1000)");
   fanout->add_option("--window", flags->window, "messages the publisher may be ahead; 0 = no wait (default 32)");
