@@ -168,7 +168,7 @@ class BenchVerdictTest(unittest.TestCase):
         self.assertIn("messages:      0", out)
         self.assertIn("1009: 2", out)
 
-    def test_fanout_with_a_subscriber_closed_early_fails(self):
+    def test_fanout_with_the_publisher_closed_early_fails(self):
         # The publisher's 100-byte messages exceed the limit: conduitd closes
         # the publisher with 1009 and no subscriber gets anything.
         with Conduitd("broadcast", "limits.max_message_bytes=16") as server:
