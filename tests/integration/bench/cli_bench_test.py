@@ -214,6 +214,14 @@ class BenchUrlTest(unittest.TestCase):
     def test_fanout_bad_port(self):
         self.check_usage_error("fanout", "--json", "ws://127.0.0.1:99999/")
 
+    def test_unreadable_ca_file(self):
+        # Checked before any connection is tried: no server needed.
+        rc, out, err = run_bench("--ca", "/nonexistent/ca.pem", "--json", "wss://127.0.0.1:1/")
+        self.assertEqual(rc, 2, f"stdout={out!r} stderr={err!r}")
+        self.assertEqual(out, "")
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        self.assertIn("/nonexistent/ca.pem", err)
+
 
 class BenchTlsTest(unittest.TestCase):
     """wss:// with --ca (verified) and --insecure, against conduitd with TLS."""

@@ -37,7 +37,7 @@ using Milliseconds = std::chrono::milliseconds;
 enum class LoadError : std::uint8_t {
   None,
   BadUrl,           // not ws://host[:port]/path or wss://...
-  BadOptions,       // e.g. zero connections, fanout size below 16 bytes
+  BadOptions,       // e.g. zero connections, fanout size below 16 bytes, an unreadable CA file
   ConnectFailed,    // not every connection could be opened (see connect_failures)
   HandshakeFailed,  // TLS failed, or the server answered the upgrade with something else than a valid 101
   Timeout,          // fanout: not every message arrived within `timeout`
