@@ -68,6 +68,38 @@ struct Failure {
 Failure not_json() { return {true, "invalid JSON"}; }
 Failure bad(std::string message) { return {false, std::move(message)}; }
 
+bool is_json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+// RFC 8259 §6: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? , followed
+// only by whitespace (simdjson's token view runs to the next token).
+bool is_json_number(std::string_view token) noexcept {
+  while (!token.empty() && is_json_space(token.back())) token.remove_suffix(1);
+  std::size_t i = 0;
+  const std::size_t n = token.size();
+  auto digits = [&] {
+    const std::size_t start = i;
+    while (i < n && is_digit(token[i])) ++i;
+    return i > start;
+  };
+  if (i < n && token[i] == '-') ++i;
+  if (i < n && token[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < n && token[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < n && (token[i] == 'e' || token[i] == 'E')) {
+    ++i;
+    if (i < n && (token[i] == '+' || token[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == n;
+}
+
 // Reads every part of `value` so that simdjson checks it, and fails when it
 // is not well-formed JSON or nests deeper than max_data_depth.
 simdjson::error_code validate_value(od::value value, int depth) noexcept {
@@ -101,10 +133,11 @@ simdjson::error_code validate_value(od::value value, int depth) noexcept {
       std::string_view s;
       return value.get_string().get(s);
     }
-    case od::json_type::number: {
-      od::number n;
-      return value.get_number().get(n);
-    }
+    case od::json_type::number:
+      // Checked by grammar, not converted: data is passed on as text, so a
+      // number of any size or precision is fine (simdjson would refuse
+      // integers beyond 64 bits and doubles beyond 1e308).
+      return is_json_number(value.raw_json_token()) ? simdjson::SUCCESS : simdjson::NUMBER_ERROR;
     case od::json_type::boolean: {
       bool b;
       return value.get_bool().get(b);
@@ -117,8 +150,6 @@ simdjson::error_code validate_value(od::value value, int depth) noexcept {
   }
   return simdjson::TAPE_ERROR;
 }
-
-bool is_json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // The body of one operation: {"channel": ..., ...}. Fields allowed depend on
 // the operation; each at most once.
@@ -210,15 +241,22 @@ class OpBodyReader {
     return std::nullopt;
   }
 
-  // Validates the value and records the exact text it spans: from its first
-  // byte to the next token after it, minus the whitespace in between.
+  // Validates the value and records the exact text it spans, minus the
+  // whitespace after it. A scalar is one token, and simdjson's token view
+  // runs to the next token; an array or object ends where the document
+  // iterator stands once the walk has consumed it.
   std::optional<Failure> read_data(od::value value) {
-    const char* begin = value.raw_json_token().data();
+    const std::string_view token = value.raw_json_token();
+    const char* begin = token.data();
+    od::json_type type;
+    if (value.type().get(type)) return not_json();
     const auto e = validate_value(value, 1);
     if (e == simdjson::DEPTH_ERROR) return bad("\"data\" nests deeper than 64 levels");
     if (e) return not_json();
-    const char* end = nullptr;
-    if (doc_.current_location().get(end) || end < begin) return not_json();
+    const char* end = begin + token.size();
+    if (type == od::json_type::object || type == od::json_type::array) {
+      if (doc_.current_location().get(end) || end < begin) return not_json();
+    }
     while (end > begin && is_json_space(end[-1])) --end;
     request_.data = std::string_view(begin, static_cast<std::size_t>(end - begin));
     return std::nullopt;
