@@ -215,8 +215,8 @@ TokenCheck verify_token(std::string_view token, const std::string& secret, std::
   }
   if (alg != "HS256") return refuse(AuthFailure::bad_algorithm, "token algorithm is not HS256");
 
-  // The payload is parsed (and its shape checked) before the signature, so
-  // that a libjwt failure below can only mean a bad signature.
+  // The payload's shape is checked before the signature, so that a token
+  // that is not JSON is reported as malformed, not as badly signed.
   simdjson::dom::parser payload_parser;
   simdjson::dom::object payload;
   if (payload_parser.parse(*payload_json).get_object().get(payload)) {
@@ -232,9 +232,18 @@ TokenCheck verify_token(std::string_view token, const std::string& secret, std::
                             static_cast<int>(secret.size()));
   JwtPtr decoded(raw);
   if (rc == ENOMEM) return refuse(AuthFailure::bad_signature, "token could not be checked (out of memory)");
-  if (rc != 0 || !decoded || jwt_get_alg(decoded.get()) != JWT_ALG_HS256) {
+  if (rc != 0 || !decoded) {
+    // libjwt reports a bad signature and a payload its JSON library cannot
+    // read (e.g. an integer beyond int64) alike; decoding again without a
+    // key (no signature check) tells the two apart.
+    jwt_t* unchecked = nullptr;
+    const int parse_rc = jwt_decode(&unchecked, token_text.c_str(), nullptr, 0);
+    JwtPtr unchecked_owner(unchecked);
+    if (parse_rc != 0) return refuse(AuthFailure::malformed, "malformed token: payload not readable");
     return refuse(AuthFailure::bad_signature, "bad token signature");
   }
+  if (jwt_get_alg(decoded.get()) != JWT_ALG_HS256)
+    return refuse(AuthFailure::bad_algorithm, "token algorithm is not HS256");
 
   std::string message;
   auto claims = read_claims(payload, message);
