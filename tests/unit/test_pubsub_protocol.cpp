@@ -155,7 +155,8 @@ TEST(PubsubProtocol, NotJsonHasNoId) {
        std::vector<std::string>{"", " ", "{", "{\"id\":1,", "{\"id\":1,\"subscribe\":{\"channel\":\"a\"}} x",
                                 "{\"id\":1,\"subscribe\":{\"channel\":\"a\"}}{}", "{\"id\":1 \"x\":2}",
                                 std::string("{\"id\":1,\"subscribe\":{\"channel\":\"\xff\"}}"),
-                                std::string("{\"id\":1,\"subscribe\":{\"channel\":\"a\0\"}}", 39)}) {
+                                std::string("{\"id\":1,\"subscribe\":{\"channel\":\"a\0\"}}",
+                                            sizeof("{\"id\":1,\"subscribe\":{\"channel\":\"a\0\"}}") - 1)}) {
     const Refusal r = refused(parser, text);
     EXPECT_FALSE(r.id) << text;
     EXPECT_EQ(r.message, "invalid JSON") << text;
