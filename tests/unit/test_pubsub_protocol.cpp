@@ -197,6 +197,14 @@ TEST(PubsubProtocol, ErrorsCarryTheIdWhereverItIs) {
   const Refusal unknown_first = refused(parser, R"({"foo":{"a":[1,2]},"subscribe":{"channel":"a"},"id":9})");
   EXPECT_EQ(unknown_first.id, 9u);
   EXPECT_EQ(unknown_first.message, "unknown field \"foo\"");
+  const Refusal nested_since =
+      refused(parser, R"({"subscribe":{"channel":"a","since":{"offset":"x","epoch":"e"}},"id":5})");
+  EXPECT_EQ(nested_since.id, 5u);
+  EXPECT_EQ(nested_since.message, "\"since.offset\" must be a non-negative integer");
+  const Refusal deep_data = refused(
+      parser, R"({"publish":{"channel":"n","data":)" + std::string(65, '[') + std::string(65, ']') + R"(},"id":6})");
+  EXPECT_EQ(deep_data.id, 6u);
+  EXPECT_EQ(deep_data.message, "\"data\" nests deeper than 64 levels");
 }
 
 TEST(PubsubProtocol, OperationRefusals) {
