@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pubsub/history.hpp"
 #include "pubsub/protocol.hpp"
 
 namespace {
@@ -372,6 +373,37 @@ TEST(PubsubProtocol, EscapesStringsSoAnyJsonParserReadsThemBack) {
   const auto push = nlohmann::json::parse(out);
   EXPECT_EQ(push["push"]["channel"].get<std::string>(), tricky);
   EXPECT_EQ(push["push"]["epoch"].get<std::string>(), tricky);
+}
+
+// The intended use of history and codec together: each publication's push is
+// built once and kept in history; a recovering subscriber gets the very same
+// publication bytes inside its subscribe result.
+TEST(PubsubProtocol, SubscribeResultFromHistoryReusesThePushBytes) {
+  conduit::pubsub::History history({10, std::chrono::milliseconds(0)}, "e1");
+  const conduit::pubsub::HistoryClock::time_point now{};
+  for (int i = 1; i <= 4; ++i) {
+    std::string push;
+    append_push(push, "news", history.next_offset(), history.epoch(), "{\"n\":" + std::to_string(i) + "}");
+    auto buffer = std::make_shared<const std::string>(std::move(push));
+    history.append(buffer, publication_of_push(*buffer), now);
+  }
+  const auto recovery = history.recover(2, "e1", now);
+  ASSERT_TRUE(recovery.recovered);
+  std::vector<std::string_view> publications;
+  for (const auto& entry : recovery.publications) publications.push_back(entry.publication);
+  std::string reply;
+  append_subscribe_recovery_result(reply, 7, recovery.position.offset, recovery.position.epoch, recovery.recovered,
+                                   publications);
+  const auto json = nlohmann::json::parse(reply);
+  EXPECT_EQ(json["id"], 7);
+  EXPECT_EQ(json["result"]["offset"], 4);
+  EXPECT_EQ(json["result"]["epoch"], "e1");
+  EXPECT_EQ(json["result"]["recovered"], true);
+  ASSERT_EQ(json["result"]["publications"].size(), 2u);
+  EXPECT_EQ(json["result"]["publications"][0],
+            nlohmann::json::parse(R"({"channel":"news","offset":3,"epoch":"e1","data":{"n":3}})"));
+  EXPECT_EQ(json["result"]["publications"][1]["offset"], 4);
+  EXPECT_EQ(json["result"]["publications"][1]["data"]["n"], 4);
 }
 
 }  // namespace
