@@ -2,8 +2,9 @@
 conduit-send-floor measures what it says and refuses what it cannot measure, the Beast
 echo baseline echoes every message as one frame with its text/binary flag (auto-fragment
 off), the Beast and Node ws broadcast baselines deliver every message to every client
-(sender included), and bench/summarize.py turns runs of every kind into the tables
-docs/benchmarks.md shows."""
+(sender included), bench/summarize.py turns runs of every kind into the tables
+docs/benchmarks.md shows, and scripts/bench adds a comparison-server column when
+BENCH_UWS_ECHO names an executable and skips it with one log line otherwise."""
 
 import argparse
 import asyncio
@@ -199,7 +200,66 @@ def summarize(runs, scenario):
                                f"scripts/bench {scenario}"], capture_output=True, text=True, timeout=30)
 
 
+def table_rows(text):
+    """Markdown table rows as lists of stripped cells."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| ")]
+
+
+def echo_runs(servers):
+    runs = []
+    for size in (20, 16384):
+        for run in (1, 2, 3):
+            for server, eff in servers:
+                runs.append({"scenario": "echo", "server": server, "run": run, "size": size, "error": "none",
+                             "messages_per_second": eff / 2 * run, "server_cpu_seconds": 1.0,
+                             "messages_per_server_cpu_second": eff * run, "latency": {"p50_us": 10, "p99_us": 20},
+                             "mismatches": 0, "protocol_errors": 0, "closed_early": 0})
+        for run in (1, 2, 3):
+            for server, _ in servers:
+                runs.append({"scenario": "idle-memory", "server": server, "run": run, "connections": 1000,
+                             "rss_before_kb": 1000, "rss_after_kb": 1000 + {"conduit": 500, "beast": 6000,
+                                                                            "uws": 250}[server]})
+    return runs
+
+
 class Summarize(unittest.TestCase):
+    def test_echo_with_a_uws_column_has_its_rows_and_ratios(self):
+        p = summarize(echo_runs((("conduit", 200e3), ("beast", 100e3), ("uws", 250e3))), "echo")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = table_rows(p.stdout)
+        eff = {(r[0], r[1]): r[5] for r in rows if len(r) == 9}
+        self.assertEqual(eff[("20 B", "uWebSockets")], "**500,000**")
+        self.assertEqual(eff[("16384 B", "beast")], "**200,000**")
+        ratios = {r[0]: r[1:] for r in rows if len(r) == 7}
+        # conduit/Beast, conduit/uWebSockets and Beast/uWebSockets, each per CPU-second and per second.
+        self.assertEqual(ratios["20 B"], ["2.00x", "2.00x", "0.80x", "0.80x", "0.40x", "0.40x"])
+        mem = {r[0]: r[5] for r in rows if len(r) == 6}
+        self.assertEqual(mem["uWebSockets"], "**0.25**")
+        self.assertIn("conduit uses 2.00x of uWebSockets' memory per idle connection.", p.stdout)
+
+    def test_echo_without_uws_keeps_the_two_server_tables(self):
+        p = summarize(echo_runs((("conduit", 200e3), ("beast", 100e3))), "echo")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("uWebSockets", p.stdout)
+        ratios = {r[0]: r[1:] for r in table_rows(p.stdout) if len(r) == 3 and r[0].endswith(" B")}
+        self.assertEqual(ratios["16384 B"], ["2.00x", "2.00x"])
+
+    def test_fanout_with_a_uws_column_has_its_row_and_ratio(self):
+        runs = []
+        for run in (1, 2, 3):
+            for server, eff in (("conduit", 300e3), ("beast", 100e3), ("uws", 400e3)):
+                runs.append({"server": server, "run": run, "subscribers_requested": 1000, "window": 1,
+                             "messages_requested": 300, "scenario": "fanout", "error": "none",
+                             "deliveries_per_server_cpu_second": eff * run, "deliveries_per_second": eff,
+                             "server_cpu_seconds": 1.0, "latency": {"p50_us": 10, "p99_us": 20}})
+        p = summarize(runs, "fanout")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = {r[0]: r[1] for r in table_rows(p.stdout) if len(r) == 2}
+        self.assertEqual(rows["uWebSockets"], "800,000")
+        self.assertEqual(rows["ratio conduit/uWebSockets"], "0.75x")
+        self.assertEqual(rows["uWebSockets here / in issue 5"], f"{800e3 / 250e3:.2f}x")
+
     def test_fanout_table_has_every_server_and_the_floor_in_deliveries(self):
         runs = []
         for run in (1, 2, 3):
@@ -227,11 +287,52 @@ class Summarize(unittest.TestCase):
         self.assertEqual(rows["Beast here / in issue 5"], f"{200e3 / 193e3:.2f}x")
 
 
+class BenchScriptComparisonColumn(unittest.TestCase):
+    """scripts/bench echo, shortened to seconds, with the comparison server given by
+    BENCH_UWS_ECHO. The stand-in is the Beast echo baseline: it follows the same
+    contract, which is all the script may rely on."""
+
+    def run_bench(self, uws_echo):
+        with tempfile.TemporaryDirectory() as d:
+            env = dict(os.environ, BENCH_BUILD_DIR=ARGS.build_dir, BENCH_RESULTS_DIR=d, BENCH_RUNS="1",
+                       BENCH_DURATION="1", BENCH_WARMUP="0", BENCH_IDLE_CONNECTIONS="20", BENCH_UWS_ECHO=uws_echo)
+            p = subprocess.run(["bash", os.path.join(ROOT, "scripts", "bench"), "echo"], env=env, capture_output=True,
+                               text=True, timeout=240)
+            results = [os.path.join(d, f) for f in os.listdir(d)]
+            self.assertEqual(p.returncode, 0, p.stderr[-3000:])
+            self.assertEqual(len(results), 1, results)
+            with open(results[0]) as f:
+                return p.stderr, f.read()
+
+    def test_an_executable_comparison_server_gets_a_column(self):
+        log, result = self.run_bench(ARGS.beast_echo)
+        self.assertIn(f"uWebSockets echo column: BENCH_UWS_ECHO={ARGS.beast_echo}", log)
+        rows = table_rows(result)
+        echo = {(r[0], r[1]): r for r in rows if len(r) == 9}
+        for size in ("20 B", "16384 B"):
+            self.assertIn((size, "uWebSockets"), echo)
+            self.assertEqual(echo[(size, "uWebSockets")][8], "none")  # every echo came back intact
+        self.assertEqual(len([r for r in rows if len(r) == 7 and r[0] in ("20 B", "16384 B")]), 2)
+        self.assertIn("uWebSockets", [r[0] for r in rows if len(r) == 6])  # idle-memory row
+        runs = [json.loads(line) for line in result.splitlines() if line.startswith("{")]
+        self.assertEqual(sorted({r["server"] for r in runs}), ["beast", "conduit", "uws"])
+
+    def test_a_missing_comparison_server_is_skipped_with_one_line(self):
+        missing = os.path.join(tempfile.gettempdir(), "no-such-uws-echo-server")
+        log, result = self.run_bench(missing)
+        self.assertEqual(log.count("no uWebSockets echo column"), 1, log)
+        self.assertIn(f"BENCH_UWS_ECHO={missing} is not an executable file", log)
+        self.assertNotIn("uWebSockets", result)
+        runs = [json.loads(line) for line in result.splitlines() if line.startswith("{")]
+        self.assertEqual(sorted({r["server"] for r in runs}), ["beast", "conduit"])
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--send-floor", required=True)
     parser.add_argument("--node", required=True)
     parser.add_argument("--beast-echo", required=True)
     parser.add_argument("--beast-broadcast", required=True)
+    parser.add_argument("--build-dir", required=True, help="the build directory scripts/bench takes binaries from")
     ARGS, rest = parser.parse_known_args()
     unittest.main(argv=[sys.argv[0], *rest])
