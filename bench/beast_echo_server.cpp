@@ -1,17 +1,41 @@
 // In-repo baseline: a WebSocket echo server written the way Boost.Beast's own
-// advanced async server example is (one strand and one websocket::stream per
-// connection, async_read into a flat_buffer, async_write of the same message
-// with the same text/binary flag, one thread running the io_context).
+// async server example is (a websocket::stream per connection, async_read into
+// a flat_buffer, async_write of the same message with the same text/binary
+// flag), configured the way a Beast expert would run it for a one-thread
+// throughput comparison.
 //
 // It exists so that every Conduit performance claim is a ratio against a
-// known, idiomatic Beast server measured in the same run (GUIDE rule 7).
-// Keep it idiomatic: optimising it would make the ratios meaningless.
+// known, idiomatic Beast server at its best, measured in the same run (GUIDE
+// rule 7). Settings, each chosen for that reason (docs/benchmarks.md repeats
+// them):
+//   - auto_fragment(false): one frame and one send per echo. Beast's default
+//     (true) cuts every message into write_buffer_bytes (4 KiB) frames, each
+//     its own send, so a 16 KiB echo would leave as four frames and four sends.
+//     With auto-fragmentation off, an unmasked uncompressed write is the frame
+//     header and the caller's payload in one gather write, so write_buffer_bytes
+//     no longer matters and is left at its default.
+//   - One thread (io_context concurrency hint 1) and no per-connection strand:
+//     with one thread calling run() the io_context is an implicit strand, so
+//     the strand of Beast's multi-threaded example would only add a dispatch
+//     per handler.
+//   - TCP_NODELAY, as Conduit sets it: a reply must leave when written, not when
+//     the peer's delayed ACK arrives.
+//   - read_message_max 64 MiB (the load generator's messages fit); the
+//     text/binary flag of each message is echoed as received.
+//   - The flat_buffer is reused for every message (consume, not reallocate), so
+//     after the first message of a size no allocation is made per echo beyond
+//     what Beast's operations need internally.
+//   - timeout::suggested(server) stays on (handshake 30 s, idle 300 s): every
+//     server in the comparison keeps a way to drop dead peers (Conduit its
+//     heartbeats, uWebSockets its idleTimeout). Beast re-arms its idle timer on
+//     every read; that is Beast's price for it, not a tuning mistake.
+//   - permessage-deflate stays off (Beast's default), as for every server.
+// Keep it idiomatic: the point is Beast at its best, not a different server.
 //
-// Usage: beast-echo-baseline [--port P]   (P = 0 picks a free port)
+// Usage: beast-echo-baseline [--host ADDR] [--port P]   (P = 0 picks a free port)
 // Prints "listening on PORT" on stdout once it accepts connections.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <cstdio>
@@ -35,26 +59,19 @@ class EchoSession : public std::enable_shared_from_this<EchoSession> {
  public:
   explicit EchoSession(tcp::socket&& socket) : ws_(std::move(socket)) {}
 
+  // Called on the one thread that runs the io_context (the accept handler).
   void run() {
-    // The session's handlers all run on its strand; start there.
-    net::dispatch(ws_.get_executor(), beast::bind_front_handler(&EchoSession::on_run, shared_from_this()));
-  }
-
- private:
-  void on_run() {
-    // The one deviation from Beast's example: TCP_NODELAY, as Conduit sets it.
-    // Without it Beast's default auto-fragmentation (4 KiB frames, one send
-    // each) meets Nagle + delayed ACK and every 16 KiB echo stalls ~40 ms,
-    // which would measure the kernel's timers, not Beast.
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().set_option(tcp::no_delay(true), ignored);
     ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "beast-echo-baseline"); }));
     ws_.read_message_max(max_message_bytes);
+    ws_.auto_fragment(false);
     ws_.async_accept(beast::bind_front_handler(&EchoSession::on_accept, shared_from_this()));
   }
 
+ private:
   void on_accept(beast::error_code ec) {
     if (ec) return;
     do_read();
@@ -93,8 +110,9 @@ class Listener : public std::enable_shared_from_this<Listener> {
 
  private:
   void do_accept() {
-    // Each connection gets its own strand, as in Beast's example.
-    acceptor_.async_accept(net::make_strand(ioc_), beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
+    // The connection's socket uses the io_context's executor directly: one
+    // thread runs it, so no strand is needed.
+    acceptor_.async_accept(ioc_, beast::bind_front_handler(&Listener::on_accept, shared_from_this()));
   }
 
   void on_accept(beast::error_code ec, tcp::socket socket) {

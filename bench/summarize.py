@@ -4,7 +4,9 @@
 Usage: summarize.py echo|fanout RUNS.jsonl MACHINE.txt COMMAND > result.md
 
 Every figure is the median over the interleaved runs of one configuration;
-ratios are conduit / baseline of those medians. Standard library only, so it
+ratios are conduit / baseline of those medians. Runs of server "uws" (a
+uWebSockets comparison server, when scripts/bench was given one) add a column
+and ratios against it; without such runs the tables are as before. Standard library only, so it
 runs with the system /usr/bin/python3.
 """
 import json
@@ -59,15 +61,19 @@ def errors_of(r):
     return ""
 
 
+ECHO_NAMES = {"conduit": "conduit", "beast": "beast", "uws": "uWebSockets"}
+
+
 def echo_report(runs):
     out = []
     sizes = sorted({r["size"] for r in runs if r["scenario"] == "echo"})
+    with_uws = any(r["server"] == "uws" for r in runs)
     out.append("| message | server | runs | msg/s | server CPU s | msg per server-CPU-second | p50 µs | p99 µs | problems |")
     out.append("|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for size in sizes:
         med = {}
-        for server in ("conduit", "beast"):
+        for server in ("conduit", "beast", "uws"):
             rs = [r for r in runs if r["scenario"] == "echo" and r["size"] == size and r["server"] == server]
             if not rs:
                 continue
@@ -81,19 +87,32 @@ def echo_report(runs):
             med[server] = m
             problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
             out.append(
-                f"| {size} B | {server} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
+                f"| {size} B | {ECHO_NAMES[server]} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
                 f"**{fmt_num(m['eff'])}** | {fmt_num(m['p50'], 1)} | {fmt_num(m['p99'], 1)} | {problems} |"
             )
-        if "conduit" in med and "beast" in med:
-            ratios.append(
-                f"| {size} B | {fmt_ratio(med['conduit']['eff'], med['beast']['eff'])} | "
-                f"{fmt_ratio(med['conduit']['mps'], med['beast']['mps'])} |"
-            )
+        def pair(a, b):
+            if a in med and b in med:
+                return [fmt_ratio(med[a]["eff"], med[b]["eff"]), fmt_ratio(med[a]["mps"], med[b]["mps"])]
+            return ["n/a", "n/a"]
+
+        cells = pair("conduit", "beast")
+        if with_uws:
+            cells += pair("conduit", "uws") + pair("beast", "uws")
+        ratios.append(f"| {size} B | " + " | ".join(cells) + " |")
     out.append("")
-    out.append("Ratios conduit / Beast baseline (target: at least 1.6x msg per server-CPU-second):")
-    out.append("")
-    out.append("| message | msg per server-CPU-second | msg/s |")
-    out.append("|---|---|---|")
+    if with_uws:
+        out.append("Ratios of the medians (target: conduit at least 1.6x Beast and at least 1.0x uWebSockets "
+                   "in msg per server-CPU-second):")
+        out.append("")
+        out.append("| message | conduit/Beast msg per server-CPU-second | conduit/Beast msg/s "
+                   "| conduit/uWebSockets msg per server-CPU-second | conduit/uWebSockets msg/s "
+                   "| Beast/uWebSockets msg per server-CPU-second | Beast/uWebSockets msg/s |")
+        out.append("|---|---|---|---|---|---|---|")
+    else:
+        out.append("Ratios conduit / Beast baseline (target: at least 1.6x msg per server-CPU-second):")
+        out.append("")
+        out.append("| message | msg per server-CPU-second | msg/s |")
+        out.append("|---|---|---|")
     out.extend(ratios)
     mem = [r for r in runs if r["scenario"] == "idle-memory"]
     if mem:
@@ -103,19 +122,22 @@ def echo_report(runs):
         out.append("| server | runs | connections | RSS before KiB | RSS after KiB | KiB per connection (median) |")
         out.append("|---|---|---|---|---|---|")
         per = {}
-        for server in ("conduit", "beast"):
+        for server in ("conduit", "beast", "uws"):
             rs = [r for r in mem if r["server"] == server]
             if not rs:
                 continue
             each = [(r["rss_after_kb"] - r["rss_before_kb"]) / r["connections"] for r in rs if r["connections"]]
             per[server] = median(each)
             out.append(
-                f"| {server} | {len(rs)} | {rs[0]['connections']} | {fmt_num(median([r['rss_before_kb'] for r in rs]))} | "
+                f"| {ECHO_NAMES[server]} | {len(rs)} | {rs[0]['connections']} | {fmt_num(median([r['rss_before_kb'] for r in rs]))} | "
                 f"{fmt_num(median([r['rss_after_kb'] for r in rs]))} | **{fmt_num(per[server], 2)}** |"
             )
         if "conduit" in per and "beast" in per:
             out.append("")
             out.append(f"conduit uses {fmt_ratio(per['conduit'], per['beast'])} of Beast's memory per idle connection.")
+        if "conduit" in per and "uws" in per:
+            out.append(f"conduit uses {fmt_ratio(per['conduit'], per['uws'])} of uWebSockets' memory per idle "
+                       "connection.")
     return "\n".join(out)
 
 
@@ -128,7 +150,8 @@ ISSUE5 = {
     "node": {(1000, 1): 206e3, (1000, 32): 206e3, (1000, 0): 199e3, (10000, 1): 126e3, (10000, 32): 131e3,
              (10000, 0): 126e3},
 }
-SERVER_NAMES = {"conduit": "conduit", "beast": "Beast", "node": "Node ws", "floor": "send floor"}
+SERVER_NAMES = {"conduit": "conduit", "beast": "Beast", "uws": "uWebSockets", "node": "Node ws",
+                "floor": "send floor"}
 
 
 def fmt_short(v):
@@ -154,7 +177,7 @@ def fanout_report(runs):
     out = []
     rs_all = [r for r in runs if r["scenario"] in ("fanout", "send-floor")]
     columns = sorted({(r["subscribers_requested"], r["window"]) for r in rs_all}, key=lambda c: (c[0], c[1] == 0, c[1]))
-    servers = [s for s in ("conduit", "beast", "node", "floor") if any(r["server"] == s for r in rs_all)]
+    servers = [s for s in ("conduit", "beast", "uws", "node", "floor") if any(r["server"] == s for r in rs_all)]
 
     def label(c):
         return f"N={c[0]}, " + ("no wait" if c[1] == 0 else f"W={c[1]}")
@@ -184,7 +207,7 @@ def fanout_report(runs):
         if server == "floor":
             name = "send floor: bare send(2) of W frames, no WebSocket code"
         out.append(f"| {name} | " + " | ".join(cells) + " |")
-    for base in ("beast", "node", "floor"):
+    for base in ("beast", "uws", "node", "floor"):
         if base in servers:
             out.append(f"| ratio conduit/{SERVER_NAMES[base]} | " +
                        " | ".join(fmt_ratio(med[("conduit", c)], med[(base, c)]) for c in columns) + " |")
@@ -200,6 +223,9 @@ def fanout_report(runs):
         if name in servers:
             out.append(f"| {SERVER_NAMES[name]} here / in issue 5 | " +
                        " | ".join(fmt_ratio(med[(name, c)], ISSUE5[name].get(c)) for c in columns) + " |")
+    if "uws" in servers:
+        out.append("| uWebSockets here / in issue 5 | " +
+                   " | ".join(fmt_ratio(med[("uws", c)], ISSUE5["uWebSockets"].get(c)) for c in columns) + " |")
     out.append("| conduit here / uWebSockets in issue 5 | " +
                " | ".join(fmt_ratio(med[("conduit", c)], ISSUE5["uWebSockets"].get(c)) for c in columns) + " |")
     out.append("")
