@@ -95,11 +95,17 @@ class CompressionOn(unittest.TestCase):
             self.assertIn("server_no_context_takeover", agreed)
             out = Deflater(takeover=False)
             msg = os.urandom(100) + b"z" * 5000
+            sent = []
             for _ in range(2):
                 c.send_frame(OP_BINARY, out.compress(msg), rsv=4)
                 f = c.recv_frame()
-                payload = Inflater().decompress(f.payload) if f.rsv == 4 else f.payload
-                self.assertEqual(payload, msg, "a fresh inflater per message must do without server context")
+                # 5 KB is far above compression.min_bytes: the echo is compressed (RSV1).
+                self.assertEqual(f.rsv, 4, f"a 5 KB compressible echo must be sent compressed, got {f}")
+                self.assertEqual(Inflater().decompress(f.payload), msg,
+                                 "a fresh inflater per message must do without server context")
+                sent.append(f.payload)
+            # No server context kept: the same message compresses to the same bytes both times.
+            self.assertEqual(sent[0], sent[1], "server_no_context_takeover: the second echo referenced the first")
 
     def test_fragmented_compressed_message(self):
         with RawWS(self.server.port, extensions="permessage-deflate") as c:
@@ -110,11 +116,9 @@ class CompressionOn(unittest.TestCase):
             c.send_frame(OP_PING, b"mid")
             c.send_frame(OP_CONT, z[third:2 * third], fin=False)
             c.send_frame(OP_CONT, z[2 * third:])
-            inf = Inflater()
             op, got, frames = c.recv_message()
-            if frames[0].rsv == 4:
-                got = inf.decompress(got)
-            self.assertEqual((op, got), (OP_TEXT, body))
+            self.assertEqual(frames[0].rsv, 4, f"a 12 KB compressible echo must be sent compressed: {frames[0]}")
+            self.assertEqual((op, Inflater().decompress(got)), (OP_TEXT, body))
 
     def test_uncompressed_message_still_accepted(self):
         with RawWS(self.server.port, extensions="permessage-deflate") as c:

@@ -100,8 +100,8 @@ class Framing(unittest.TestCase):
             c.send_frame(OP_CLOSE, b"")
             f = c.recv_frame()
             self.assertEqual(f.opcode, OP_CLOSE)
-            # an empty close (no status) may be answered empty or with 1000
-            self.assertIn(f.close_code, (None, 1000))
+            # docs/protocol.md: an empty close is answered with an empty one.
+            self.assertEqual(f.payload, b"", f"an empty close must be answered empty, got {f}")
             c.wait_eof()
 
     def test_close_with_application_code_answered(self):
@@ -109,7 +109,8 @@ class Framing(unittest.TestCase):
             c.send_frame(OP_CLOSE, close_payload(4001, "fine ✓".encode()))
             f = c.recv_frame()
             self.assertEqual(f.opcode, OP_CLOSE)
-            self.assertIn(f.close_code, (4001, 1000))
+            # docs/protocol.md: the peer's close code is echoed.
+            self.assertEqual(f.close_code, 4001, f"the close code must be echoed, got {f}")
             c.wait_eof()
 
     # ---- protocol violations → 1002 ----
