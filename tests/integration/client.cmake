@@ -25,6 +25,9 @@ conduit_client_test(reconnect   "ClientReconnect.*" 180 interop)
 conduit_client_test(heartbeat   "ClientHeartbeat.*" 60)
 conduit_client_test(tls         "ClientTls.*"       120 interop)
 conduit_client_test(storm       "ClientStorm.*"     240 slow)
+# conduitd drained by SIGTERM and restarted, twenty clients on a shared I/O
+# thread driven from the test thread: label mt, ThreadSanitizer runs it.
+conduit_client_test(rollout     "ClientRollout.*"   240 interop mt)
 
 # The CLI's echo mode, driven case by case the way a conformance suite does.
 if(TARGET conduit_cli)
