@@ -67,6 +67,20 @@ class ConfigErrors(unittest.TestCase):
         self.assert_config_error(["--config", path, "--listen", "127.0.0.1:0"], "server.handshake_timeout")
 
 
+class StartupErrors(unittest.TestCase):
+    def test_address_in_use_exits_1(self):
+        # docs/errors.md "Address in use": refuses to start, names the address, exit status 1.
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            status, out = run_conduitd_to_exit(["--mode", "echo", "--listen", f"127.0.0.1:{port}"])
+        self.assertEqual(status, 1, out)
+        self.assertIn(f"cannot bind 127.0.0.1:{port}", out)
+        self.assertIn("Address already in use", out)
+        self.assertNotIn("listening on", out)
+
+
 class ConfigAccepted(unittest.TestCase):
     def test_config_file_is_applied(self):
         f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
