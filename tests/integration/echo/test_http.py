@@ -141,6 +141,25 @@ class Http(unittest.TestCase):
             self.assertIsNotNone(closed_at, "a request dribbled for 10 s was never dropped")
             self.assertLess(closed_at - start, HANDSHAKE_TIMEOUT + 3)
 
+    def test_request_head_over_16_kib_is_431_and_counted(self):
+        # docs/errors.md 431: answered as soon as 16 KiB arrived without the end of the head.
+        before = opslib.scrape(self.server.port).get("conduit_handshake_failures_total", reason="header_too_large")
+        req, _ = upgrade_request("/")
+        head = req[:-2]  # without the final CRLF: the head never ends
+        filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+        with connect_tcp(self.server.port) as s:
+            s.sendall(head + filler * 17)  # > 16 KiB and still no blank line
+            status, headers, _ = _read_head(s)
+            self.assertEqual(status, 431)
+            _read_to_eof(s, 10)
+        after = opslib.scrape(self.server.port).get("conduit_handshake_failures_total", reason="header_too_large")
+        self.assertEqual(after, before + 1)
+        # Control: a complete 15 KiB head is within the limit.
+        with connect_tcp(self.server.port) as s:
+            s.sendall(head + filler * 15 + b"\r\n")
+            status, _, _ = _read_head(s)
+            self.assertEqual(status, 101)
+
     def test_complete_request_just_in_time_is_served(self):
         # Control for the two tests above: splitting a request is fine if it completes in time.
         req, key = upgrade_request("/")
