@@ -86,5 +86,45 @@ class Relay(unittest.TestCase):
         asyncio.run(asyncio.wait_for(go(), 90))
 
 
+class RelayThreads(unittest.TestCase):
+    """Relay with server.threads = 3: a room's sessions sit on different event loops, so every
+    relayed message crosses threads (labelled mt: ThreadSanitizer runs it)."""
+
+    PEERS = 9
+    MESSAGES = 50
+
+    def test_room_spread_over_loops(self):
+        with Conduitd(mode="relay", sets={"server.threads": 3, "heartbeat.ping_interval": "0s"}) as server:
+            url = f"ws://127.0.0.1:{server.port}/room"
+
+            async def go():
+                peers = [await websockets.connect(url, compression=None, open_timeout=20) for _ in range(self.PEERS)]
+                # Every peer joined before anyone sends: all of them hear every message from the others.
+                await asyncio.to_thread(opslib.wait_metric, server.port, "conduit_connections_active",
+                                        lambda v: v == self.PEERS)
+
+                async def send_all(i, ws):
+                    for k in range(self.MESSAGES):
+                        await ws.send(f"{i}:{k}")
+
+                async def receive_all(i, ws):
+                    got = [await asyncio.wait_for(ws.recv(), 30) for _ in range((self.PEERS - 1) * self.MESSAGES)]
+                    per_sender = {}
+                    for m in got:
+                        sender, k = m.split(":")
+                        per_sender.setdefault(int(sender), []).append(int(k))
+                    self.assertNotIn(i, per_sender, f"peer {i} got its own messages back")
+                    self.assertEqual(sorted(per_sender), [j for j in range(self.PEERS) if j != i])
+                    for sender, ks in per_sender.items():
+                        self.assertEqual(ks, list(range(self.MESSAGES)), f"peer {i}: from {sender} out of order")
+
+                await asyncio.gather(*(send_all(i, ws) for i, ws in enumerate(peers)),
+                                     *(receive_all(i, ws) for i, ws in enumerate(peers)))
+                for ws in peers:
+                    await ws.close()
+
+            asyncio.run(asyncio.wait_for(go(), 120))
+
+
 if __name__ == "__main__":
     opslib.main()
