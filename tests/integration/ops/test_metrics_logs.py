@@ -248,6 +248,10 @@ class Logs(unittest.TestCase):
             self.assertLessEqual(FIELDS_CLOSE, set(o), o)
             self.assertEqual(o["code"], "1000")
             self.assertEqual(o["subprotocol"], "v1")
+            self.assertLessEqual(int(o["duration_ms"]), self.spans[o["path"]] + 50, o)
+        held = [o for o in closes if o["path"] == "/chat?i=4"]
+        self.assertEqual(len(held), 1, closes)
+        self.assertGreaterEqual(int(held[0]["duration_ms"]), HELD_MS - 5, held[0])
         self.assertEqual(len([o for o in objs if o.get("event") == "handshake_refused"]), 1)
         self.assertLessEqual(len(objs), 5 + 5 + 1 + 2)
 
