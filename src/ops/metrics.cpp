@@ -123,7 +123,7 @@ std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
   for (std::size_t i = 0; i < 16; ++i) {
     double v = sum([i](const ServerCounters& c) -> const Counter& { return c.closes_1000[i]; });
     if (i == 6) v += sum(&ServerCounters::closes_abnormal);
-    if (v > 0 || i == 0 || i == 1 || i == 6) closes.Add({{"code", std::to_string(1000 + i)}}).Increment(v);
+    closes.Add({{"code", std::to_string(1000 + i)}}).Increment(v);
   }
   closes.Add({{"code", "other"}}).Increment(sum([](const ServerCounters& c) -> const Counter& {
     return c.closes_other;

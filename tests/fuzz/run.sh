@@ -58,7 +58,15 @@ for t in "${TARGETS[@]}"; do
   if "$BIN/$t" "$corpus" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
     -max_len=4096 -print_final_stats=1 -artifact_prefix="$ARTIFACTS/$t-" >"$log" 2>&1; then
     grep -E "^(Done|stat::number_of_executed_units)" "$log" || true
-    echo "== $t: ok"
+    # A target that exits 0 having executed no input has checked nothing.
+    runs=$(sed -nE 's/^stat::number_of_executed_units: *([0-9]+).*/\1/p' "$log" | tail -1)
+    if [[ -z "$runs" || "$runs" -eq 0 ]]; then
+      echo "== $t: FAILED: no executed units reported (runs=${runs:-none})" >&2
+      cp "$log" "$ARTIFACTS/$t.log"
+      status=1
+      continue
+    fi
+    echo "== $t: ok ($runs runs)"
   else
     grep -E "FUZZ|ERROR|SUMMARY|expected|verdict|stream|^    |artifact|Test unit written" "$log" | head -60 >&2 || true
     echo "== $t: FAILED (full log: $ARTIFACTS/$t.log)" >&2

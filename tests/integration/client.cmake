@@ -19,12 +19,16 @@ function(conduit_client_test name filter timeout)
   set_tests_properties(client.${name} PROPERTIES LABELS "integration;${ARGN}" TIMEOUT ${timeout})
 endfunction()
 
-conduit_client_test(echo        "ClientEcho.*"      120 interop)
-conduit_client_test(handshake   "ClientHandshake.*" 120 interop)
-conduit_client_test(reconnect   "ClientReconnect.*" 180 interop)
-conduit_client_test(heartbeat   "ClientHeartbeat.*" 60)
-conduit_client_test(tls         "ClientTls.*"       120 interop)
+# Every conduit::Client runs its own I/O thread next to the test's thread
+# (send() and close() cross threads): label mt, ThreadSanitizer runs them.
+conduit_client_test(echo        "ClientEcho.*"      120 interop mt)
+conduit_client_test(handshake   "ClientHandshake.*" 120 interop mt)
+conduit_client_test(reconnect   "ClientReconnect.*" 180 interop mt)
+conduit_client_test(heartbeat   "ClientHeartbeat.*" 60 mt)
+conduit_client_test(tls         "ClientTls.*"       120 interop mt)
 conduit_client_test(storm       "ClientStorm.*"     240 slow)
+# conduitd drained by SIGTERM and restarted, twenty clients on a shared I/O thread.
+conduit_client_test(rollout     "ClientRollout.*"   240 interop mt)
 
 # The CLI's echo mode, driven case by case the way a conformance suite does.
 if(TARGET conduit_cli)

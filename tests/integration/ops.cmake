@@ -30,4 +30,7 @@ conduit_ops_test(fanout_stall   test_fanout.py         180 LABELS slow
   ARGS Fanout.test_10_subscribers_stop_reading)
 conduit_ops_test(fanout_mt      test_fanout.py         180 LABELS mt slow
   ARGS Fanout.test_1000_subscribers_window_32_all_in_order ENV CONDUIT_FANOUT_THREADS=2)
-conduit_ops_test(relay          test_relay.py          120 LABELS interop)
+conduit_ops_test(relay          test_relay.py          120 LABELS interop ARGS Relay)
+# A room spread over three event loops: every relayed message crosses threads.
+conduit_ops_test(relay_mt       test_relay.py          180 LABELS mt ARGS RelayThreads)
+conduit_ops_test(close_timeout  test_close_timeout.py  120)

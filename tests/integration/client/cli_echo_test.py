@@ -202,6 +202,62 @@ async def drop_case(peer):
     peer.writer.transport.abort()  # no close frame: abnormal end
 
 
+async def run_cli(conduit, args, server_script=None):
+    """Runs `conduit ARGS...` (the URL's port is filled in for {port}) against a raw server that runs
+    server_script(reader, writer) per connection, or against a port nothing listens on when
+    server_script is None. Returns (exit status, stderr)."""
+    server = None
+    if server_script is None:
+        probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = probe.sockets[0].getsockname()[1]
+        probe.close()
+        await probe.wait_closed()  # closed: connecting now gets RST
+    else:
+        server = await asyncio.start_server(server_script, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        conduit, *[a.format(port=port) for a in args],
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), CASE_TIMEOUT)
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    finally:
+        if server:
+            server.close()
+    return proc.returncode, err.decode(errors="replace")
+
+
+async def refuse_503(reader, writer):
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 4\r\n"
+                 b"Connection: close\r\n\r\nbusy")
+    await writer.drain()
+    writer.close()
+
+
+async def accept_and_stay_silent(reader, writer):
+    peer = Peer(reader, writer)
+    await peer.handshake()
+    try:
+        await asyncio.wait_for(reader.read(), CASE_TIMEOUT)  # reads (the message, the close), never answers
+    except asyncio.TimeoutError:
+        pass
+
+
+def exit_status_cases():
+    """(name, args, server script or None, expected exit status, text expected on stderr)."""
+    return [
+        ("connect-refused", ["connect", "ws://127.0.0.1:{port}/", "--no-reconnect"], None, 3, "conduit: error:"),
+        ("send-refused", ["send", "ws://127.0.0.1:{port}/", "hi"], None, 3, "conduit: error:"),
+        ("connect-503", ["connect", "ws://127.0.0.1:{port}/", "--no-reconnect"], refuse_503, 3, "503"),
+        ("send-timeout", ["send", "ws://127.0.0.1:{port}/", "hi", "--wait", "1", "--timeout", "500ms"],
+         accept_and_stay_silent, 5, ""),
+    ]
+
+
 def main():
     conduit = sys.argv[1]
     big_binary = os.urandom(BIG)
@@ -263,7 +319,18 @@ def main():
     except BaseException as e:
         failures += 1
         print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
-    print(f"{len(cases) + 1 - failures}/{len(cases) + 1} cases passed")
+    statuses = exit_status_cases()
+    for name, args, server_script, expected, text in statuses:
+        try:
+            status, err = asyncio.run(run_cli(conduit, args, server_script))
+            assert status == expected, f"exit status {status}, expected {expected}; stderr:\n{err}"
+            assert text in err, f"stderr lacks {text!r}:\n{err}"
+            print(f"ok   {name}", flush=True)
+        except BaseException as e:
+            failures += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+    total = len(cases) + 1 + len(statuses)
+    print(f"{total - failures}/{total} cases passed")
     sys.exit(1 if failures else 0)
 
 

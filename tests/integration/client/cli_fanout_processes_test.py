@@ -69,15 +69,29 @@ class Conduitd:
     def url(self):
         return f"ws://127.0.0.1:{self.port}/"
 
-    def __exit__(self, *exc):
-        if self.proc.poll() is None:
+    def __exit__(self, exc_type, *exc):
+        """Stops conduitd gracefully (SIGTERM) and, unless the test already failed, checks it exited 0:
+        a sanitizer finding at exit (a leak) or a crash in shutdown is a non-zero status."""
+        died_on_its_own = self.proc.poll() is not None
+        problem = None
+        if died_on_its_own:
+            problem = f"conduitd died during the test (status {self.proc.returncode})"
+        else:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=30)
+                if self.proc.returncode != 0:
+                    problem = f"conduitd exited with status {self.proc.returncode} after SIGTERM"
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                problem = "conduitd did not exit within 30 s of SIGTERM"
+        self.stderr.seek(0)
+        err = self.stderr.read().decode("utf-8", "replace")
         self.stderr.close()
+        if problem and exc_type is None:
+            raise AssertionError(problem + "\n--- conduitd stderr (tail)\n" + "\n".join(err.splitlines()[-40:]))
+        return False
 
 
 def processes_with_token(token):

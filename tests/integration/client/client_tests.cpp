@@ -2,10 +2,13 @@
 // conduitd, and raw servers for the answers no correct server gives. Servers
 // are child processes started here on kernel-chosen ports; every wait is on an
 // event with a deadline.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,6 +93,38 @@ class ChildProcess {
       }
     }
     return 0;
+  }
+
+  // Graceful stop: SIGTERM, then waits (bounded) for the exit. Returns the exit
+  // status, 128 + signal when killed by one, or -1 when it did not exit within
+  // the bound (then it is killed). conduitd drains and exits 0 on SIGTERM; a
+  // sanitizer finding at exit (a leak) makes the status non-zero, so tests
+  // check it instead of SIGKILLing the server and never seeing the report.
+  int stop(std::chrono::milliseconds timeout = 30s) {
+    signal(SIGTERM);
+    return wait_exit(timeout);
+  }
+
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+
+  // Waits (bounded) for the child to exit; see stop() for the result.
+  int wait_exit(std::chrono::milliseconds timeout = 30s) {
+    if (pid_ <= 0) return -1;
+    const auto deadline = Clock::now() + timeout;
+    int status = 0;
+    pid_t r = 0;
+    while ((r = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(10ms);  // polling the child's state: there is no fd to wait on
+    }
+    int result = -1;
+    if (r == pid_) {
+      result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      pid_ = -1;
+    }
+    kill_and_wait(SIGKILL);
+    return result;
   }
 
   void kill_and_wait(int sig) {
@@ -229,12 +264,28 @@ TEST(ClientEcho, Conduitd) {
   ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
   expect_echo(client, rec);
   close_and_wait(client);
+  EXPECT_EQ(server.stop(), 0) << "conduitd must drain and exit 0 on SIGTERM";
+}
+
+// Whether this machine has an IPv6 loopback: ::1 can be bound.
+bool have_ipv6_loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 addr{};
+  addr.sin6_family = AF_INET6;
+  addr.sin6_addr = in6addr_loopback;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
 }
 
 TEST(ClientEcho, Ipv6Loopback) {
+  // Skipped only where ::1 really is absent; a server that fails to start on a
+  // machine that has it is a failure.
+  if (!have_ipv6_loopback()) GTEST_SKIP() << "no IPv6 loopback on this machine (::1 cannot be bound)";
   ChildProcess server(python_server({"echo", "--host", "::1"}));
   const int port = server.start();
-  if (port == 0) GTEST_SKIP() << "no IPv6 loopback on this machine";
+  ASSERT_GT(port, 0) << "the IPv6 echo server did not start although ::1 can be bound";
   Recorder rec;
   Client client("ws://[::1]:" + std::to_string(port) + "/v6", {}, rec.handlers());
   client.start();
@@ -529,6 +580,9 @@ class BlackholeProxy {
   }
   int port() const { return acceptor_.local_endpoint().port(); }
   void set_blackhole(bool on) { blackhole_.store(on); }
+  // Reads forwarded from the client to the server: after the last data
+  // message, each one is a heartbeat frame (a ping, or a pong).
+  int upstream_reads() const { return upstream_reads_.load(); }
 
  private:
   using tcp = boost::asio::ip::tcp;
@@ -558,6 +612,7 @@ class BlackholeProxy {
     from.async_read_some(
         boost::asio::buffer(buf), [this, pair, &from, &to, &buf](boost::system::error_code ec, std::size_t n) {
           if (ec) return;
+          if (&from == &pair->client) upstream_reads_.fetch_add(1);
           if (blackhole_.load()) {  // swallow: no RST, no FIN, nothing
             pump(pair, from, to, buf);
             return;
@@ -573,6 +628,7 @@ class BlackholeProxy {
   tcp::acceptor acceptor_;
   int upstream_port_;
   std::atomic<bool> blackhole_{false};
+  std::atomic<int> upstream_reads_{0};
   std::thread thread_;
 };
 
@@ -589,9 +645,22 @@ TEST(ClientHeartbeat, PongTimeoutThroughSilentProxy) {
   Client client(url_for(proxy.port()), options, rec.handlers());
   client.start();
   ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
-  // Pings are answered while the path works: no error over several intervals.
   ASSERT_FALSE(client.send("alive"));
   ASSERT_TRUE(rec.wait_for([&] { return !rec.messages.empty(); }));
+  // Pings are answered while the path works: no error over several intervals.
+  // The event: three more client->server reads at the proxy (nothing else is
+  // sent now, so each is a ping), i.e. three ping intervals have passed.
+  const int reads_before = proxy.upstream_reads();
+  const auto deadline = Clock::now() + 15s;
+  while (proxy.upstream_reads() < reads_before + 3 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);  // polling an atomic counter set by the proxy thread
+  }
+  ASSERT_GE(proxy.upstream_reads(), reads_before + 3) << "the client sent no pings";
+  {
+    std::lock_guard lock(rec.mu);
+    EXPECT_TRUE(rec.errors.empty()) << "error while pings were answered: " << rec.errors[0].code.message();
+    EXPECT_EQ(rec.opens, 1);
+  }
   proxy.set_blackhole(true);
   const auto silenced_at = Clock::now();
   ASSERT_TRUE(rec.wait_for([&] {
@@ -608,6 +677,280 @@ TEST(ClientHeartbeat, PongTimeoutThroughSilentProxy) {
   proxy.set_blackhole(false);
   ASSERT_TRUE(rec.wait_for([&] { return rec.opens >= 2; }));
   close_and_wait(client);
+}
+
+// "No frame at all (pong or anything else) within pong_timeout": a server that
+// never answers pings but keeps sending data is alive. Shown to fail with
+// --period-ms 1000 (data slower than pong_timeout): pong_timeout is reported.
+TEST(ClientHeartbeat, AnyFrameCountsAsLiveness) {
+  ChildProcess server(python_server({"chatty", "--period-ms", "50"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.ping_interval = 100ms;
+  options.pong_timeout = 300ms;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  // 30 ticks at 50 ms: about 15 ping intervals, none of them ever answered by a pong.
+  ASSERT_TRUE(rec.wait_for([&] { return rec.messages.size() >= 30 || !rec.errors.empty(); }, 30s));
+  {
+    std::lock_guard lock(rec.mu);
+    EXPECT_TRUE(rec.errors.empty()) << "data frames must count as liveness; got: " << rec.errors[0].message();
+    EXPECT_GE(rec.messages.size(), 30u);
+    EXPECT_EQ(rec.opens, 1);
+  }
+  close_and_wait(client);
+}
+
+// A free port nothing listens on (bound, then closed: connecting gets RST).
+int refused_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(ClientReconnect, MaxAttemptsReached) {
+  const int port = refused_port();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.initial_delay = 10ms;
+  options.reconnect.max_delay = 50ms;
+  options.reconnect.max_attempts = 3;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(client.wait(20s)) << "the client must give up after max_attempts";
+  EXPECT_EQ(client.state(), ClientState::Closed);
+  EXPECT_EQ(client.final_error(), ClientError::max_attempts_reached);
+  std::lock_guard lock(rec.mu);
+  EXPECT_EQ(rec.opens, 0);
+  // The first connection, then max_attempts reconnects, each refused; then the
+  // final max_attempts_reached, once.
+  ASSERT_EQ(rec.errors.size(), 1u + 3u + 1u);
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_EQ(rec.errors[i].code, ClientError::connection_refused) << i;
+  EXPECT_EQ(rec.errors[4].code, ClientError::max_attempts_reached) << rec.errors[4].message();
+}
+
+// The kernel drops SYNs for a listener whose accept queue is full: what a
+// firewall that drops packets looks like to a connecting client.
+TEST(ClientReconnect, ConnectTimeout) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);  // never accepted: the queue fills with the fillers below
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {
+    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(f, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    fillers.push_back(f);
+  }
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.connect_timeout = 300ms;
+  options.reconnect.max_attempts = 1;
+  Client client(url_for(ntohs(addr.sin_port)), options, rec.handlers());
+  const auto started = Clock::now();
+  client.start();
+  ASSERT_TRUE(client.wait(20s));
+  const auto took = Clock::now() - started;
+  {
+    std::lock_guard lock(rec.mu);
+    // The first connection and one reconnect (max_attempts = 1) time out, then the client gives up.
+    ASSERT_EQ(rec.errors.size(), 3u);
+    EXPECT_EQ(rec.errors[0].code, ClientError::connect_timeout) << rec.errors[0].message();
+    EXPECT_EQ(rec.errors[1].code, ClientError::connect_timeout) << rec.errors[1].message();
+    EXPECT_EQ(rec.errors[2].code, ClientError::max_attempts_reached) << rec.errors[2].message();
+  }
+  EXPECT_EQ(client.final_error(), ClientError::max_attempts_reached);
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 10s);
+  for (int f : fillers) ::close(f);
+  ::close(listener);
+}
+
+// send() while open beyond send_queue_bytes accepted and not yet written fails
+// with send_queue_full, and the message is not queued.
+TEST(ClientEcho, SendQueueFull) {
+  ChildProcess server(python_server({"no-read", "--rcvbuf", "4096"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.send_queue_bytes = 256 * 1024;
+  options.ping_interval = 0ms;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  const std::string chunk(64 * 1024, 'q');
+  std::error_code result;
+  std::size_t accepted = 0;
+  const auto deadline = Clock::now() + 30s;
+  // Bounded: the server never reads, so socket buffers and then the queue fill up.
+  while (accepted < 4096 && Clock::now() < deadline) {
+    result = client.send(chunk);
+    if (result) break;
+    ++accepted;
+    if (accepted % 16 == 0) std::this_thread::sleep_for(5ms);  // lets the I/O thread hand bytes to the socket
+  }
+  EXPECT_EQ(result, ClientError::send_queue_full) << "after " << accepted << " messages accepted";
+  EXPECT_GT(accepted, 0u);
+  client.close();
+  client.wait(10s);
+}
+
+// ---- rollout ---------------------------------------------------------------------------
+
+// A raw WebSocket connection that completes the upgrade and then never reads nor
+// answers: during a drain it keeps conduitd waiting for its close (close_timeout).
+int open_unresponsive_websocket(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
+  const std::string request =
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size())) return -1;
+  std::string head;
+  const auto deadline = Clock::now() + 15s;
+  while (head.find("\r\n\r\n") == std::string::npos && Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char c;
+    if (::read(fd, &c, 1) != 1) break;  // byte by byte: nothing past the head is consumed
+    head += c;
+  }
+  if (head.rfind("HTTP/1.1 101", 0) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// End-to-end rollout: conduitd is told to stop; every client gets close 1001;
+// while it drains (held open by a peer that never answers its close) a new
+// upgrade gets conduitd's own 503 with Retry-After, and the client waits at
+// least that long; the clients' reconnect delays are jittered; once conduitd
+// is restarted on the same port every client is back.
+TEST(ClientRollout, DrainRetryAfterAndJitteredReconnect) {
+  constexpr int clients_count = 20;
+  const std::vector<std::string> base{conduitd,
+                                      "--mode",
+                                      "echo",
+                                      "--set",
+                                      "server.close_timeout=5s",
+                                      "--set",
+                                      "server.shutdown_grace=10s",
+                                      "--set",
+                                      "server.retry_after=1"};
+  auto with_listen = [&](const std::string& listen) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.begin() + 1, {"--listen", listen});
+    return argv;
+  };
+  auto first = std::make_unique<ChildProcess>(with_listen("127.0.0.1:0"));
+  const int port = first->start();
+  ASSERT_GT(port, 0);
+
+  boost::asio::io_context ctx;  // all clients share one I/O thread
+  auto guard = boost::asio::make_work_guard(ctx);
+  std::thread io([&] { ctx.run(); });
+
+  conduit::ClientOptions options;
+  options.ping_interval = 0ms;
+  options.reconnect.initial_delay = 400ms;
+  options.reconnect.max_delay = 3000ms;
+  std::vector<std::unique_ptr<Recorder>> recs;
+  std::vector<std::unique_ptr<Client>> clients;
+  std::mutex mu;
+  std::condition_variable cv;
+  int closes_1001 = 0;
+  for (int i = 0; i < clients_count; ++i) {
+    recs.push_back(std::make_unique<Recorder>());
+    auto h = recs.back()->handlers();
+    h.on_close = [&](std::uint16_t code, std::string_view, bool by_server) {
+      std::lock_guard lock(mu);
+      if (code == 1001 && by_server) ++closes_1001;
+      cv.notify_all();
+    };
+    clients.push_back(std::make_unique<Client>(ctx, url_for(port), options, h));
+    clients.back()->start();
+  }
+  for (auto& r : recs) ASSERT_TRUE(r->wait_for([&] { return r->opens == 1; }, 60s));
+  const int holder = open_unresponsive_websocket(port);
+  ASSERT_GE(holder, 0);
+
+  first->signal(SIGTERM);
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return closes_1001 == clients_count; })) << closes_1001;
+  }
+  // conduitd is draining (the holder has not answered its 1001): a new client
+  // meets its 503 + Retry-After: 1 and must wait at least 1 s before retrying.
+  Recorder probe_rec;
+  conduit::ClientOptions probe_options = options;
+  probe_options.reconnect.initial_delay = 10ms;
+  Client probe(url_for(port), probe_options, probe_rec.handlers());
+  probe.start();
+  ASSERT_TRUE(probe_rec.wait_for([&] { return probe_rec.count_state(ClientState::Reconnecting) >= 1; }, 30s));
+  {
+    std::lock_guard lock(probe_rec.mu);
+    ASSERT_FALSE(probe_rec.errors.empty());
+    EXPECT_EQ(probe_rec.errors[0].code, ClientError::handshake_rejected) << probe_rec.errors[0].message();
+    EXPECT_EQ(probe_rec.errors[0].http_status, 503u);
+    auto reconnecting = std::find_if(probe_rec.states.begin(), probe_rec.states.end(),
+                                     [](const auto& e) { return e.state == ClientState::Reconnecting; });
+    EXPECT_GE(reconnecting->delay, 1000ms) << "Retry-After: 1 from conduitd's 503 must be honoured";
+  }
+  EXPECT_EQ(first->wait_exit(30s), 0) << "conduitd must finish its drain and exit 0";
+  ::close(holder);
+
+  auto second = std::make_unique<ChildProcess>(with_listen("127.0.0.1:" + std::to_string(port)));
+  ASSERT_EQ(second->start(), port);
+  for (auto& r : recs) ASSERT_TRUE(r->wait_for([&] { return r->opens == 2; }, 60s));
+  ASSERT_TRUE(probe_rec.wait_for([&] { return probe_rec.opens == 1; }, 60s));
+
+  // Jitter: the first wait after the 1001 is drawn from uniform(0, window), so
+  // twenty clients do not share one delay (a fixed delay would be one value).
+  std::vector<long long> first_delays;
+  for (auto& r : recs) {
+    std::lock_guard lock(r->mu);
+    auto it = std::find_if(r->states.begin(), r->states.end(),
+                           [](const auto& e) { return e.state == ClientState::Reconnecting; });
+    ASSERT_NE(it, r->states.end());
+    EXPECT_LE(it->delay, options.reconnect.max_delay);
+    first_delays.push_back(it->delay.count());
+  }
+  std::sort(first_delays.begin(), first_delays.end());
+  const auto distinct = std::unique(first_delays.begin(), first_delays.end()) - first_delays.begin();
+  EXPECT_GE(distinct, clients_count / 2) << "reconnect delays are not jittered";
+
+  for (auto& c : clients) c->close();
+  for (auto& c : clients) EXPECT_TRUE(c->wait(30s));
+  probe.close();
+  EXPECT_TRUE(probe.wait(30s));
+  clients.clear();
+  guard.reset();
+  io.join();
+  EXPECT_EQ(second->stop(), 0);
 }
 
 // ---- TLS ------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ Modes:
   bad-accept       raw: 101 with a wrong Sec-WebSocket-Accept
   bad-subprotocol  raw: 101 selecting a subprotocol nobody offered
   close-after      websockets: accepts, then closes with --close-code / --close-reason
+  chatty           raw: accepts, then sends a text frame `tick N` every --period-ms and
+                   never answers anything (no pongs): data as the only sign of life
+  no-read          raw: accepts, then never reads again (the client's writes pile up)
 """
 import argparse
 import asyncio
@@ -20,6 +23,7 @@ import base64
 import hashlib
 import http
 import signal
+import socket
 import ssl
 import sys
 
@@ -99,6 +103,51 @@ async def raw_http(args, make_response):
     server.close()
 
 
+async def raw_websocket(args, after_open):
+    """Completes the opening handshake by hand, then runs after_open(reader, writer)."""
+    async def on_connection(reader, writer):
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = ""
+        for line in request.decode("latin-1").split("\r\n"):
+            if line.lower().startswith("sec-websocket-key:"):
+                key = line.split(":", 1)[1].strip()
+        writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      f"Sec-WebSocket-Accept: {accept_for(key)}\r\n\r\n").encode())
+        await writer.drain()
+        try:
+            await after_open(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(on_connection, args.host, args.port)
+    if args.rcvbuf:
+        for sock in server.sockets:  # inherited by accepted sockets: a small window fills fast
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+    announce(server.sockets)
+    await stop_event().wait()
+    server.close()
+
+
+async def chatty(args, reader, writer):
+    async def drain_input():  # read and ignore (pings included): never answered
+        while await reader.read(65536):
+            pass
+
+    ignore = asyncio.create_task(drain_input())
+    n = 0
+    while not ignore.done():
+        payload = f"tick {n}".encode()
+        writer.write(bytes([0x81, len(payload)]) + payload)
+        await writer.drain()
+        n += 1
+        await asyncio.sleep(args.period_ms / 1000)
+
+
+async def never_read(args, reader, writer):
+    await asyncio.sleep(3600)
+
+
 def accept_for(key):
     return base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
 
@@ -117,6 +166,8 @@ def main():
     p.add_argument("--reject-count", type=int, default=1 << 30)
     p.add_argument("--close-code", type=int, default=1000)
     p.add_argument("--close-reason", default="")
+    p.add_argument("--period-ms", type=int, default=50)
+    p.add_argument("--rcvbuf", type=int, default=0)
     args = p.parse_args()
 
     if args.mode == "echo":
@@ -147,6 +198,10 @@ def main():
         asyncio.run(raw_http(args, lambda key: (
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Accept: {accept_for(key)}\r\nSec-WebSocket-Protocol: never-offered\r\n\r\n").encode()))
+    elif args.mode == "chatty":
+        asyncio.run(raw_websocket(args, lambda r, w: chatty(args, r, w)))
+    elif args.mode == "no-read":
+        asyncio.run(raw_websocket(args, lambda r, w: never_read(args, r, w)))
     else:
         sys.exit(f"unknown mode {args.mode}")
 

@@ -95,11 +95,17 @@ class CompressionOn(unittest.TestCase):
             self.assertIn("server_no_context_takeover", agreed)
             out = Deflater(takeover=False)
             msg = os.urandom(100) + b"z" * 5000
+            sent = []
             for _ in range(2):
                 c.send_frame(OP_BINARY, out.compress(msg), rsv=4)
                 f = c.recv_frame()
-                payload = Inflater().decompress(f.payload) if f.rsv == 4 else f.payload
-                self.assertEqual(payload, msg, "a fresh inflater per message must do without server context")
+                # 5 KB is far above compression.min_bytes: the echo is compressed (RSV1).
+                self.assertEqual(f.rsv, 4, f"a 5 KB compressible echo must be sent compressed, got {f}")
+                self.assertEqual(Inflater().decompress(f.payload), msg,
+                                 "a fresh inflater per message must do without server context")
+                sent.append(f.payload)
+            # No server context kept: the same message compresses to the same bytes both times.
+            self.assertEqual(sent[0], sent[1], "server_no_context_takeover: the second echo referenced the first")
 
     def test_fragmented_compressed_message(self):
         with RawWS(self.server.port, extensions="permessage-deflate") as c:
@@ -110,11 +116,9 @@ class CompressionOn(unittest.TestCase):
             c.send_frame(OP_PING, b"mid")
             c.send_frame(OP_CONT, z[third:2 * third], fin=False)
             c.send_frame(OP_CONT, z[2 * third:])
-            inf = Inflater()
             op, got, frames = c.recv_message()
-            if frames[0].rsv == 4:
-                got = inf.decompress(got)
-            self.assertEqual((op, got), (OP_TEXT, body))
+            self.assertEqual(frames[0].rsv, 4, f"a 12 KB compressible echo must be sent compressed: {frames[0]}")
+            self.assertEqual((op, Inflater().decompress(got)), (OP_TEXT, body))
 
     def test_uncompressed_message_still_accepted(self):
         with RawWS(self.server.port, extensions="permessage-deflate") as c:
@@ -189,6 +193,67 @@ class CompressionDefault(unittest.TestCase):
     def test_off_by_default(self):
         with Conduitd(mode="echo") as server, RawWS(server.port, extensions="permessage-deflate") as c:
             self.assertEqual(negotiated(c.response_headers), "")
+
+
+class CompressionFanOut(unittest.TestCase):
+    """docs/protocol.md: broadcast (and relay) frames to compressed connections are compressed per
+    connection (context takeover makes the bytes differ per connection); to uncompressed connections
+    they are sent uncompressed."""
+
+    # 5000 hex digits: about half compressible on its own, almost free once the compressor has seen it.
+    MSG = os.urandom(2500).hex().encode()
+
+    def receive(self, c, inflater):
+        """Next data frame as (rsv, payload decompressed when RSV1 is set, wire length)."""
+        _, payload, frames = c.recv_message()
+        rsv = frames[0].rsv
+        return rsv, (inflater.decompress(payload) if rsv == 4 else payload), len(payload)
+
+    def check_compressed(self, c, inflater, what):
+        rsv, got, wire = self.receive(c, inflater)
+        self.assertEqual(rsv, 4, f"{what}: a 5 KB message to a deflate connection must be compressed")
+        self.assertEqual(got, self.MSG, what)
+        return wire
+
+    def check_plain(self, c, what):
+        rsv, got, _ = self.receive(c, None)
+        self.assertEqual((rsv, got), (0, self.MSG), f"{what}: an uncompressed connection gets plain frames")
+
+    def test_broadcast(self):
+        with Conduitd(mode="broadcast", sets={"compression.enabled": "true", "heartbeat.ping_interval": "0s"}) \
+                as server, RawWS(server.port, extensions="permessage-deflate") as a, RawWS(server.port) as plain:
+            inf_a = Inflater()
+            plain.send_frame(OP_TEXT, self.MSG)
+            first_a = self.check_compressed(a, inf_a, "a, first message")
+            self.check_plain(plain, "sender")
+            # b joins after a's compressor has seen the message: b's copy must stand alone.
+            with RawWS(server.port, extensions="permessage-deflate") as b:
+                inf_b = Inflater()
+                out_a = Deflater()
+                a.send_frame(OP_TEXT, out_a.compress(self.MSG), rsv=4)
+                second_a = self.check_compressed(a, inf_a, "a, second message (its own, broadcast back)")
+                first_b = self.check_compressed(b, inf_b, "b, joined late")
+                self.check_plain(plain, "plain, second message")
+                # Context takeover per connection: a's second copy refers back to its first, b's cannot.
+                self.assertLess(second_a, first_a // 4, "a's compressor did not keep its context")
+                self.assertGreater(first_b, second_a, "b got a frame that refers to history it never saw")
+
+    def test_relay(self):
+        with Conduitd(mode="relay", sets={"compression.enabled": "true", "heartbeat.ping_interval": "0s"}) \
+                as server, RawWS(server.port, path="/room", extensions="permessage-deflate") as a, \
+                RawWS(server.port, path="/room", extensions="permessage-deflate") as b, \
+                RawWS(server.port, path="/room") as sender, RawWS(server.port, path="/room") as plain:
+            inf_a, inf_b = Inflater(), Inflater()
+            sizes_a = []
+            for i in range(2):
+                sender.send_frame(OP_TEXT, self.MSG)
+                sizes_a.append(self.check_compressed(a, inf_a, f"a, message {i}"))
+                self.check_compressed(b, inf_b, f"b, message {i}")
+                self.check_plain(plain, f"plain, message {i}")
+            self.assertLess(sizes_a[1], sizes_a[0] // 4, "a's compressor did not keep its context")
+            # The sender gets nothing back: the next thing it receives is plain's marker.
+            plain.send_frame(OP_TEXT, b"marker")
+            self.assertEqual(sender.recv_message()[:2], (OP_TEXT, b"marker"))
 
 
 if __name__ == "__main__":

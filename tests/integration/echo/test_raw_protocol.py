@@ -7,7 +7,7 @@ import unittest
 
 import conduitd
 from conduitd import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, Conduitd, RawWS, close_payload,
-                      encode_frame)
+                      encode_frame, upgrade_request)
 
 
 class Framing(unittest.TestCase):
@@ -80,6 +80,29 @@ class Framing(unittest.TestCase):
             op, got, frames = c.recv_message()
             self.assertEqual((op, got), (OP_TEXT, b"fragmented"))
 
+    def test_frames_in_the_same_write_as_the_upgrade_request(self):
+        # A client may send its first frames right behind the request, before the 101 arrives:
+        # they are the start of the WebSocket stream, not part of the HTTP request.
+        req, key = upgrade_request("/")
+        frames = (encode_frame(OP_TEXT, b"first") + encode_frame(OP_BINARY, b"\x00second")
+                  + encode_frame(OP_CLOSE, close_payload(1000)))
+        c = RawWS(self.server.port, handshake=False)
+        with c:
+            c.send(req + frames)
+            deadline = time.monotonic() + 10
+            while b"\r\n\r\n" not in c.buf:
+                chunk = conduitd._recv_until(c.sock, deadline)
+                self.assertTrue(chunk, f"closed before the 101; got {c.buf!r}")
+                c.buf += chunk
+            head, c.buf = c.buf.split(b"\r\n\r\n", 1)
+            status, headers = conduitd.parse_head(head)
+            self.assertEqual(status, 101)
+            self.assertEqual(headers.get("sec-websocket-accept"), conduitd.accept_for(key))
+            self.assertEqual(c.recv_message()[:2], (OP_TEXT, b"first"))
+            self.assertEqual(c.recv_message()[:2], (OP_BINARY, b"\x00second"))
+            c.expect_close(1000, reply=False)
+            c.wait_eof()
+
     def test_ping_pong_raw(self):
         with self.ws() as c:
             payload = os.urandom(125)
@@ -100,8 +123,8 @@ class Framing(unittest.TestCase):
             c.send_frame(OP_CLOSE, b"")
             f = c.recv_frame()
             self.assertEqual(f.opcode, OP_CLOSE)
-            # an empty close (no status) may be answered empty or with 1000
-            self.assertIn(f.close_code, (None, 1000))
+            # docs/protocol.md: an empty close is answered with an empty one.
+            self.assertEqual(f.payload, b"", f"an empty close must be answered empty, got {f}")
             c.wait_eof()
 
     def test_close_with_application_code_answered(self):
@@ -109,7 +132,8 @@ class Framing(unittest.TestCase):
             c.send_frame(OP_CLOSE, close_payload(4001, "fine ✓".encode()))
             f = c.recv_frame()
             self.assertEqual(f.opcode, OP_CLOSE)
-            self.assertIn(f.close_code, (4001, 1000))
+            # docs/protocol.md: the peer's close code is echoed.
+            self.assertEqual(f.close_code, 4001, f"the close code must be echoed, got {f}")
             c.wait_eof()
 
     # ---- protocol violations → 1002 ----

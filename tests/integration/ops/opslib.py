@@ -96,8 +96,15 @@ class Metrics:
         self.samples, self.types, self.text = samples, types, text
 
     def get(self, name, **labels):
-        """Value of one series; 0 when the series is absent (a labelled counter never incremented)."""
-        return self.samples.get((name, frozenset(labels.items())), 0.0)
+        """Value of one series. An absent series fails: conduitd exports every series (each label
+        value of a labelled counter included) from start-up, so absence means a renamed or lost
+        metric, and reading it as 0 would let every `== 0` check pass."""
+        key = (name, frozenset(labels.items()))
+        if key not in self.samples:
+            same_name = sorted(dict(k[1]) for k in self.samples if k[0] == name)
+            raise AssertionError(f"metric series {name}{labels or ''} is not exported"
+                                 + (f"; series of that name: {same_name}" if same_name else ""))
+        return self.samples[key]
 
     def has(self, name, **labels):
         return (name, frozenset(labels.items())) in self.samples

@@ -165,16 +165,28 @@ FIELDS_OPEN = {"id", "remote", "path", "subprotocol"}
 FIELDS_CLOSE = {"id", "remote", "path", "subprotocol", "code", "reason", "duration_ms", "bytes_in", "bytes_out"}
 
 
+HELD_MS = 400  # the last connection of exercise() stays open this long: duration_ms must show it
+
+
 class Logs(unittest.TestCase):
     def exercise(self, server, n=5, messages=50):
+        """Returns {path: milliseconds the client saw the connection open (upper bound of duration_ms)}."""
+        spans = {}
+
         async def go():
             for i in range(n):
-                async with websockets.connect(server.url + f"chat?i={i}", subprotocols=["v1"],
+                path = f"/chat?i={i}"
+                start = time.monotonic()
+                async with websockets.connect(server.url + path[1:], subprotocols=["v1"],
                                               compression=None) as ws:
                     for k in range(messages):
                         await ws.send(f"{i}-{k}")
                         await asyncio.wait_for(ws.recv(), 10)
+                    if i == n - 1:
+                        await asyncio.sleep(HELD_MS / 1000)  # the duration under test
+                spans[path] = (time.monotonic() - start) * 1000
         asyncio.run(asyncio.wait_for(go(), 60))
+        self.spans = spans
         self.assertEqual(upgrade_status(server.port, {"Sec-WebSocket-Protocol": "nope"})[0], 400)
         wait_metric(server.port, "conduit_connections_active", lambda v: v == 0)
         wait_metric(server.port, "conduit_closes_total", lambda v: v == n, code="1000")
@@ -200,7 +212,12 @@ class Logs(unittest.TestCase):
             self.assertEqual(e["code"], "1000")
             self.assertGreaterEqual(int(e["bytes_in"]), 50 * 6)
             self.assertGreaterEqual(int(e["bytes_out"]), 50 * 5)
-            self.assertGreaterEqual(int(e["duration_ms"]), 0)
+            # duration_ms is the connection's life as the server saw it: inside what the client saw,
+            # and at least the time the last connection was deliberately held open.
+            self.assertLessEqual(int(e["duration_ms"]), self.spans[e["path"]] + 50, e)
+        held = [e for e in closes if e["path"] == "/chat?i=4"]
+        self.assertEqual(len(held), 1, closes)
+        self.assertGreaterEqual(int(held[0]["duration_ms"]), HELD_MS - 5, held[0])
         self.assertEqual(len(refused), 1, text)
         self.assertEqual(refused[0]["status"], "400")
         self.assertIn("remote", refused[0])
@@ -231,6 +248,10 @@ class Logs(unittest.TestCase):
             self.assertLessEqual(FIELDS_CLOSE, set(o), o)
             self.assertEqual(o["code"], "1000")
             self.assertEqual(o["subprotocol"], "v1")
+            self.assertLessEqual(int(o["duration_ms"]), self.spans[o["path"]] + 50, o)
+        held = [o for o in closes if o["path"] == "/chat?i=4"]
+        self.assertEqual(len(held), 1, closes)
+        self.assertGreaterEqual(int(held[0]["duration_ms"]), HELD_MS - 5, held[0])
         self.assertEqual(len([o for o in objs if o.get("event") == "handshake_refused"]), 1)
         self.assertLessEqual(len(objs), 5 + 5 + 1 + 2)
 

@@ -27,6 +27,7 @@ class Relay(unittest.TestCase):
             b = await websockets.connect(base + "/room/1?user=b")
             c = await websockets.connect(base + "/room/1")
             other = await websockets.connect(base + "/room/2")
+            other2 = await websockets.connect(base + "/room/2")
             n = 200
             for i in range(n):
                 await a.send(f"a{i}")
@@ -39,17 +40,25 @@ class Relay(unittest.TestCase):
             self.assertEqual([m for m in got_c if isinstance(m, str)], [f"a{i}" for i in range(n)])
             self.assertEqual([m for m in got_c if isinstance(m, bytes)], [b"\x00binary from b"])  # binary stays binary
             self.assertEqual(got_a, b"\x00binary from b")              # a got b's, none of its own
-            # The other room heard nothing; its own message reaches nobody (it is alone).
-            with self.assertRaises(asyncio.TimeoutError):
-                await asyncio.wait_for(other.recv(), 0.3)
-            await other.send("alone")
-            with self.assertRaises(asyncio.TimeoutError):
-                await asyncio.wait_for(a.recv(), 0.3)
+            # The other room heard nothing of room 1: a marker sent in room 2 after all of room 1's
+            # traffic was delivered is the first thing room 2 receives (one loop, one queue per
+            # connection: a stray relay would have been queued before it).
+            await other2.send("marker in room 2")
+            self.assertEqual(await asyncio.wait_for(other.recv(), 10), "marker in room 2")
+            # Room 2's message reaches room 2 only, never its sender nor room 1: the next thing a
+            # receives is b's marker, the next thing `other` receives is other2's second marker.
+            await other.send("room 2 only")
+            self.assertEqual(await asyncio.wait_for(other2.recv(), 10), "room 2 only")
+            await b.send("marker in room 1")
+            self.assertEqual(await asyncio.wait_for(a.recv(), 10), "marker in room 1")
+            await other2.send("second marker in room 2")
+            self.assertEqual(await asyncio.wait_for(other.recv(), 10), "second marker in room 2")
+            self.assertEqual(await asyncio.wait_for(c.recv(), 10), "marker in room 1")
             # A session that left is no longer relayed to; the others still are.
             await c.close()
             await a.send("after c left")
             self.assertEqual(await asyncio.wait_for(b.recv(), 10), "after c left")
-            for ws in (a, b, other):
+            for ws in (a, b, other, other2):
                 await ws.close()
 
         asyncio.run(asyncio.wait_for(go(), 60))
@@ -75,6 +84,46 @@ class Relay(unittest.TestCase):
             await py.close()
 
         asyncio.run(asyncio.wait_for(go(), 90))
+
+
+class RelayThreads(unittest.TestCase):
+    """Relay with server.threads = 3: a room's sessions sit on different event loops, so every
+    relayed message crosses threads (labelled mt: ThreadSanitizer runs it)."""
+
+    PEERS = 9
+    MESSAGES = 50
+
+    def test_room_spread_over_loops(self):
+        with Conduitd(mode="relay", sets={"server.threads": 3, "heartbeat.ping_interval": "0s"}) as server:
+            url = f"ws://127.0.0.1:{server.port}/room"
+
+            async def go():
+                peers = [await websockets.connect(url, compression=None, open_timeout=20) for _ in range(self.PEERS)]
+                # Every peer joined before anyone sends: all of them hear every message from the others.
+                await asyncio.to_thread(opslib.wait_metric, server.port, "conduit_connections_active",
+                                        lambda v: v == self.PEERS)
+
+                async def send_all(i, ws):
+                    for k in range(self.MESSAGES):
+                        await ws.send(f"{i}:{k}")
+
+                async def receive_all(i, ws):
+                    got = [await asyncio.wait_for(ws.recv(), 30) for _ in range((self.PEERS - 1) * self.MESSAGES)]
+                    per_sender = {}
+                    for m in got:
+                        sender, k = m.split(":")
+                        per_sender.setdefault(int(sender), []).append(int(k))
+                    self.assertNotIn(i, per_sender, f"peer {i} got its own messages back")
+                    self.assertEqual(sorted(per_sender), [j for j in range(self.PEERS) if j != i])
+                    for sender, ks in per_sender.items():
+                        self.assertEqual(ks, list(range(self.MESSAGES)), f"peer {i}: from {sender} out of order")
+
+                await asyncio.gather(*(send_all(i, ws) for i, ws in enumerate(peers)),
+                                     *(receive_all(i, ws) for i, ws in enumerate(peers)))
+                for ws in peers:
+                    await ws.close()
+
+            asyncio.run(asyncio.wait_for(go(), 120))
 
 
 if __name__ == "__main__":

@@ -78,9 +78,14 @@ class GracefulShutdown(unittest.TestCase):
         self.assertTrue(server.alive(), "conduitd exited before its clients answered the close")
         status, _, body = await asyncio.to_thread(get_status, server.port, "/readyz")
         self.assertEqual(status, 503, body)
+        refused_before = (await asyncio.to_thread(scrape, server.port)).get(
+            "conduit_handshake_failures_total", reason="shutting_down")
         status, hdrs = await asyncio.to_thread(upgrade_status, server.port)
         self.assertEqual(status, 503)
         self.assertIn("retry-after", hdrs)
+        refused_after = (await asyncio.to_thread(scrape, server.port)).get(
+            "conduit_handshake_failures_total", reason="shutting_down")
+        self.assertEqual(refused_after, refused_before + 1, "a 503 while draining counts as shutting_down")
         status, _, _ = await asyncio.to_thread(get_status, server.port, "/healthz")
         self.assertEqual(status, 200)
 

@@ -9,6 +9,7 @@ the server's RSS stays under an explicit bound far below what keeping the non-re
 """
 
 import asyncio
+import select
 import struct
 import threading
 import time
@@ -198,6 +199,17 @@ class BroadcastDropPolicy(unittest.TestCase):
                     s.close()
 
 
+def server_recv_queue(server_port, client_port):
+    """Bytes waiting unread in the server's socket for the connection from client_port (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+                return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"no server socket 127.0.0.1:{server_port} <- :{client_port} in /proc/net/tcp")
+
+
 class EchoBackpressure(unittest.TestCase):
     def test_echo_default_queue_cap(self):
         self.check_echo_backpressure(1 * MIB)
@@ -218,22 +230,31 @@ class EchoBackpressure(unittest.TestCase):
                 limit_bytes = 512 * MIB   # what we would push if the server kept reading
                 frames = [opslib.encode_frame(OP_BINARY, message(i, size)) for i in range(64)]
                 pending = b""
-                last_progress = time.monotonic()
+                deadline = time.monotonic() + 120
+                last_read = None
                 with RssSampler(server.proc.pid) as rss:
-                    # Push until the server stops taking our bytes: no progress for 2 s means our send buffer,
-                    # the server's receive buffer and its bounded queue are full and it no longer reads us.
-                    while sent_bytes < limit_bytes and time.monotonic() - last_progress < 2.0:
+                    # Push until the server has stopped reading us, by its own state rather than by a quiet
+                    # period (a slow sanitizer build is quiet too): our send blocks, bytes are waiting in the
+                    # server socket's receive queue, and its messages_received_total did not move across a
+                    # /metrics scrape (served by the same event loop, so a server that merely lags would
+                    # have read the waiting bytes in the loop iteration before answering).
+                    while sent_bytes < limit_bytes:
+                        self.assertLess(time.monotonic(), deadline, "neither stopped reading nor took 512 MiB")
                         if not pending:
                             pending = frames[frame_count % 64]
                             frame_count += 1
                         try:
                             n = c.send(pending)
                         except BlockingIOError:
-                            time.sleep(0.01)
+                            read = scrape(server.port).get("conduit_messages_received_total")
+                            if read == last_read and server_recv_queue(server.port, c.getsockname()[1]) > 0:
+                                break
+                            last_read = read
+                            select.select([], [c], [], 0.05)  # until our send buffer has room again
                             continue
                         pending = pending[n:]
                         sent_bytes += n
-                        last_progress = time.monotonic()
+                        last_read = None
                 growth = rss.peak - baseline
                 m = scrape(server.port)
                 print(f"\n  echo (cap {cap // KIB} KiB): server stopped reading after {sent_bytes / MIB:.1f} MiB; "
