@@ -62,8 +62,8 @@ std::string reference_accept(std::string_view key) {
 struct Reply {
   unsigned status = 0;  // 0: no response yet (the request is incomplete)
   std::string bytes;
-  std::string key;  // the client's key when status == 101
-  std::vector<std::string_view> offered;
+  std::string key;                   // the client's key when status == 101
+  std::vector<std::string> offered;  // copies: the request's views die with its parser
 };
 
 Reply decide(std::string_view raw, const ServerOptions& options, const wire::DeflateConfig& deflate, bool draining,
@@ -136,10 +136,7 @@ Reply decide(std::string_view raw, const ServerOptions& options, const wire::Def
   r.status = 101;
   r.key = check.key;
   r.bytes = wire::make_accept_response(wire::compute_accept_key(check.key), decision.subprotocol, extensions);
-  // Views into the parser's request die with it: keep copies for the checks.
-  static thread_local std::vector<std::string> offered_copies;
-  offered_copies.assign(adm.offered.begin(), adm.offered.end());
-  r.offered.assign(offered_copies.begin(), offered_copies.end());
+  r.offered.assign(adm.offered.begin(), adm.offered.end());
   return r;
 }
 
@@ -164,7 +161,7 @@ void check_response(const Reply& r, std::string_view request, const ServerOption
     std::string_view proto = res[http::field::sec_websocket_protocol];
     if (!proto.empty()) {
       bool offered = false, listed = false;
-      for (std::string_view o : r.offered) offered = offered || o == proto;
+      for (const std::string& o : r.offered) offered = offered || o == proto;
       for (const std::string& s : options.subprotocols) listed = listed || s == proto;
       if (!offered || !listed) fail("subprotocol not offered by the client or not listed by the server", request, b);
     } else if (options.require_subprotocol) {
