@@ -3,8 +3,11 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+
+#include "conduit/config.hpp"
 
 namespace conduit::cli {
 
@@ -29,8 +32,19 @@ inline constexpr const char* exit_codes_help =
     "  5  send: --timeout passed before the expected messages arrived\n"
     "  6  bench: the load run failed or its checks failed\n";
 
-// "250ms", "25s", "1m", "1h", or a bare number of seconds ("1.5").
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+// Duration flags use the one grammar conduitd's keys use (conduit::parse_duration:
+// a number and a unit ms|s|m|h, "1.5s" allowed, a bare number refused);
+// nullopt when the text is not a duration.
+inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  try {
+    return conduit::parse_duration(text);
+  } catch (const std::invalid_argument&) {
+    return std::nullopt;
+  }
+}
+
+// What to print after "bad duration 'X'".
+inline constexpr const char* duration_help = "use a number and a unit: ms, s, m or h, e.g. 250ms, 1.5s, 25s, 1m";
 
 // Adds `bench` (echo load) and `bench fanout`; the returned function runs the
 // selected one and returns the exit status, or -1 when bench was not selected.

@@ -2,7 +2,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <charconv>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
@@ -14,29 +13,6 @@
 #include "conduit/client.hpp"
 
 namespace conduit::cli {
-
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  if (text.empty()) return std::nullopt;
-  std::size_t unit_at = text.find_first_not_of("0123456789.");
-  std::string_view number = text.substr(0, unit_at);
-  std::string_view unit = unit_at == std::string_view::npos ? std::string_view{"s"} : text.substr(unit_at);
-  double value = 0;
-  auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
-  if (ec != std::errc{} || ptr != number.data() + number.size() || value < 0) return std::nullopt;
-  double ms_per_unit = 0;
-  if (unit == "ms") {
-    ms_per_unit = 1;
-  } else if (unit == "s") {
-    ms_per_unit = 1000;
-  } else if (unit == "m") {
-    ms_per_unit = 60000;
-  } else if (unit == "h") {
-    ms_per_unit = 3600000;
-  } else {
-    return std::nullopt;
-  }
-  return std::chrono::milliseconds(static_cast<long long>(value * ms_per_unit));
-}
 
 namespace {
 
@@ -66,7 +42,7 @@ void add_connection_flags(CLI::App* cmd, ConnectionFlags& f) {
   cmd->add_option("--origin", f.origin, "Origin header");
   cmd->add_option("--ca", f.ca_file, "PEM file of CA certificates to trust for wss:// (instead of the system store)");
   cmd->add_flag("--insecure", f.insecure, "wss://: do not verify the server certificate (testing only)");
-  cmd->add_option("--ping-interval", f.ping_interval, "ping every this long; 0 disables (default 25s)");
+  cmd->add_option("--ping-interval", f.ping_interval, "ping every this long; 0s disables (default 25s)");
   cmd->add_option("--pong-timeout", f.pong_timeout, "no answer this long after a ping = dead connection (default 10s)");
   cmd->add_option("--reconnect-initial", f.reconnect_initial, "first backoff window (default 500ms)");
   cmd->add_option("--reconnect-max", f.reconnect_max, "largest backoff window (default 30s)");
@@ -87,7 +63,7 @@ bool make_options(const ConnectionFlags& f, ClientOptions& o) {
                                 DurationFlag{"--reconnect-max", f.reconnect_max, o.reconnect.max_delay}}) {
     auto parsed = parse_duration(d.text);
     if (!parsed) {
-      std::fprintf(stderr, "conduit: %s: bad duration '%s' (use e.g. 250ms, 25s, 1m)\n", d.name, d.text.c_str());
+      std::fprintf(stderr, "conduit: %s: bad duration '%s' (%s)\n", d.name, d.text.c_str(), duration_help);
       return false;
     }
     d.out = *parsed;
@@ -260,7 +236,7 @@ int run_send(const ConnectionFlags& flags, const std::string& message, unsigned 
   if (!make_options(flags, options)) return exit_code::usage;
   auto deadline = parse_duration(timeout);
   if (!deadline) {
-    std::fprintf(stderr, "conduit: --timeout: bad duration '%s'\n", timeout.c_str());
+    std::fprintf(stderr, "conduit: --timeout: bad duration '%s' (%s)\n", timeout.c_str(), duration_help);
     return exit_code::usage;
   }
   options.reconnect.enabled = false;

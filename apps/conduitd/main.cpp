@@ -1,9 +1,11 @@
 // conduitd: the Conduit daemon (echo, broadcast or per-path relay).
 //
 //   conduitd [--config FILE] [--listen HOST:PORT] [--mode echo|broadcast|relay] [--set key=value]...
+//            [--check | --print-config]
 //
-// Exit status: 0 after a clean shutdown, 1 on a runtime failure (e.g. the
-// address is in use), 2 on a configuration error (the message names the key).
+// Exit status: 0 after a clean shutdown (or a valid --check), 1 on a runtime
+// failure (e.g. the address is in use), 2 on a configuration error (the message
+// names the key).
 #include <signal.h>
 
 #include <algorithm>
@@ -18,9 +20,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "conduit/config.hpp"
+#include "conduit/log.hpp"
 #include "conduit/server.hpp"
-#include "ops/config.hpp"
-#include "ops/log.hpp"
 
 namespace {
 
@@ -32,7 +34,9 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
                         echo: each message back to its sender; broadcast: to every session;
                         relay: to every other session connected to the same path
   --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
-  --print-config        print the embedded default configuration and exit
+  --print-config        print the merged configuration (defaults + file + --set) as TOML and exit
+  --check               validate the configuration (including TLS files) without binding;
+                        exit 0 if valid, 2 with the error naming the key otherwise
   --help                this text
 
 Once listening, conduitd prints "listening on HOST:PORT" on stdout (and, with
@@ -78,27 +82,59 @@ class Rooms {
   std::unordered_map<std::string, std::vector<conduit::SessionPtr>> rooms_;
 };
 
-[[noreturn]] void config_error(const std::string& message) {
-  std::fprintf(stderr, "conduitd: config error: %s\n", message.c_str());
+// Once the configuration is loaded, the daemon's own notices go where the
+// library's lines go: in log.format=json every stderr line is a JSON object.
+bool g_json_log = false;
+
+// A value for a quoted log field: the line format has no escape for '"'.
+std::string quotable(std::string_view text) {
+  std::string out(text);
+  std::replace(out.begin(), out.end(), '"', '\'');
+  return out;
+}
+
+// text: "conduitd: PLAIN"; json: the structured EVENT_LINE through the logger.
+void notice(conduit::LogLevel level, const std::string& event_line, const std::string& plain) {
+  if (g_json_log) {
+    conduit::log(level, event_line);
+  } else {
+    std::fprintf(stderr, "conduitd: %s\n", plain.c_str());
+  }
+}
+
+[[noreturn]] void config_error(const std::string& key, const std::string& message) {
+  std::string text = key.empty() ? message : key + ": " + message;
+  notice(conduit::LogLevel::critical,
+         "event=config_error key=" + (key.empty() ? std::string("-") : key) + " reason=\"" + quotable(message) + "\"",
+         "config error: " + text);
   std::exit(2);
+}
+
+[[noreturn]] void config_error(const conduit::ConfigError& e) {
+  std::string_view what = e.what();
+  if (!e.key().empty() && what.substr(0, e.key().size() + 2) == e.key() + ": ") what.remove_prefix(e.key().size() + 2);
+  config_error(e.key(), std::string(what));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  conduit::ops::ConfigSources sources;
+  conduit::ConfigSources sources;
+  bool print_config = false;
+  bool check_only = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto need_value = [&](const char* flag) -> std::string {
-      if (i + 1 >= argc) config_error(std::string(flag) + ": missing value");
+      if (i + 1 >= argc) config_error(flag, "missing value");
       return argv[++i];
     };
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
     } else if (arg == "--print-config") {
-      std::fwrite(conduit::ops::default_config_toml().data(), 1, conduit::ops::default_config_toml().size(), stdout);
-      return 0;
+      print_config = true;
+    } else if (arg == "--check") {
+      check_only = true;
     } else if (arg == "--config") {
       sources.file = need_value("--config");
     } else if (arg == "--listen") {
@@ -108,20 +144,28 @@ int main(int argc, char** argv) {
     } else if (arg == "--set") {
       std::string kv = need_value("--set");
       auto eq = kv.find('=');
-      if (eq == std::string::npos || eq == 0) config_error("--set: expected KEY=VALUE, got '" + kv + "'");
+      if (eq == std::string::npos || eq == 0) config_error("--set", "expected KEY=VALUE, got '" + kv + "'");
       sources.overrides.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
     } else {
-      config_error("unknown argument '" + arg + "' (see --help)");
+      config_error("", "unknown argument '" + arg + "' (see --help)");
     }
   }
 
-  conduit::ops::DaemonConfig cfg;
+  conduit::DaemonConfig cfg;
   try {
-    cfg = conduit::ops::load_config(sources);
-  } catch (const conduit::ops::ConfigError& e) {
-    config_error(e.what());
+    cfg = conduit::load_config(sources);
+  } catch (const conduit::ConfigError& e) {
+    config_error(e);
   }
-  conduit::ops::setup_logging(cfg.log_level, cfg.log_format);
+  if (print_config) {
+    std::fputs(conduit::to_toml(cfg).c_str(), stdout);
+    return 0;
+  }
+  conduit::LogOptions log_options;
+  log_options.level = cfg.log_level;
+  log_options.format = cfg.log_format;
+  conduit::configure_logging(log_options);
+  g_json_log = cfg.log_format == conduit::LogFormat::json;
 
   // Signals are taken by a dedicated thread with sigwait; block them
   // everywhere else (the loop threads inherit this mask).
@@ -135,11 +179,11 @@ int main(int argc, char** argv) {
   std::unique_ptr<conduit::Server> server;
   conduit::Server* srv = nullptr;
   conduit::ServerHandlers handlers;
-  if (cfg.mode == conduit::ops::ServerMode::Echo) {
+  if (cfg.mode == conduit::ServerMode::Echo) {
     handlers.on_message = [](conduit::Session& s, std::string_view data, conduit::MessageType type) {
       s.send(data, type);
     };
-  } else if (cfg.mode == conduit::ops::ServerMode::Broadcast) {
+  } else if (cfg.mode == conduit::ServerMode::Broadcast) {
     handlers.on_message = [&srv](conduit::Session&, std::string_view data, conduit::MessageType type) {
       srv->broadcast(data, type);
     };
@@ -154,13 +198,24 @@ int main(int argc, char** argv) {
   try {
     server = std::make_unique<conduit::Server>(cfg.server, std::move(handlers));
   } catch (const std::exception& e) {
-    config_error(e.what());  // TLS certificate/key problems name their key
+    // TLS certificate/key problems: the message starts with the key.
+    std::string_view what = e.what();
+    auto colon = what.find(": ");
+    if (what.substr(0, 4) == "tls." && colon != std::string_view::npos) {
+      config_error(std::string(what.substr(0, colon)), std::string(what.substr(colon + 2)));
+    }
+    config_error("", std::string(what));
+  }
+  if (check_only) {
+    // Everything a start would check short of binding: keys, values, TLS files.
+    std::printf("configuration ok\n");
+    return 0;
   }
   srv = server.get();
   try {
     server->start();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "conduitd: %s\n", e.what());
+    notice(conduit::LogLevel::critical, "event=start_failed reason=\"" + quotable(e.what()) + "\"", e.what());
     return 1;
   }
   auto bracketed = [](const std::string& h) { return h.find(':') != std::string::npos ? "[" + h + "]" : h; };
@@ -176,12 +231,13 @@ int main(int argc, char** argv) {
     for (;;) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;
+      const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
       if (++count == 1) {
-        std::fprintf(stderr, "conduitd: %s received, shutting down (again to exit at once)\n",
-                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        notice(conduit::LogLevel::info, "event=signal signal=" + name + " action=shutdown",
+               name + " received, shutting down (again to exit at once)");
         srv->stop();
       } else {
-        std::fprintf(stderr, "conduitd: second signal, exiting now\n");
+        notice(conduit::LogLevel::warn, "event=signal signal=" + name + " action=exit", "second signal, exiting now");
         std::_Exit(130);
       }
     }

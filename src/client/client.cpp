@@ -37,6 +37,7 @@
 #include <thread>
 
 #include "client/url.hpp"
+#include "ops/log.hpp"
 #include "wire/frame.hpp"
 #include "wire/handshake.hpp"
 #include "wire/parser.hpp"
@@ -877,7 +878,7 @@ void Client::start() {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& ex) {
-      std::fprintf(stderr, "conduit client: internal error: %s\n", ex.what());
+      ops::logger().critical("event=client_internal_error what=\"{}\"", ex.what());
     }
   });
   if (impl_->own_ctx) {

@@ -1,14 +1,18 @@
-#include "ops/config.hpp"
-
 #include <toml++/toml.h>
+
+#include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
 #include <tuple>
 
-namespace conduit::ops {
+#include "conduit/config.hpp"
+
+namespace conduit {
 
 namespace {
 
@@ -75,7 +79,7 @@ std::string type_name(Kind k) {
     case Kind::Boolean:
       return "true or false";
     case Kind::Duration:
-      return "a duration such as \"250ms\", \"25s\" or \"1m\"";
+      return "a duration such as \"250ms\", \"1.5s\", \"25s\" or \"1m\" (units: ms, s, m, h)";
     case Kind::Size:
       return "a size in bytes such as 65536 or \"64KiB\"";
     case Kind::StringArray:
@@ -102,9 +106,21 @@ bool get_bool(const toml::node& n, const std::string& key) {
   return *n.value<bool>();
 }
 Duration get_duration(const toml::node& n, const std::string& key) {
-  if (!n.is_string()) throw ConfigError(key, "expected " + type_name(Kind::Duration));
+  std::string text;
+  if (n.is_string()) {
+    text = *n.value<std::string>();
+  } else if (n.is_integer() || n.is_floating_point()) {
+    std::ostringstream number;  // refused below with "the unit is missing"
+    if (n.is_integer())
+      number << *n.value<std::int64_t>();
+    else
+      number << *n.value<double>();
+    text = number.str();
+  } else {
+    throw ConfigError(key, "expected " + type_name(Kind::Duration));
+  }
   try {
-    return parse_duration(*n.value<std::string>());
+    return parse_duration(text);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(key, e.what());
   }
@@ -278,20 +294,60 @@ const std::map<std::string, KeySpec>& schema() {
       {"log.level",
        {Kind::String, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           std::string v = get_string(n, k);
-          static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
-          bool ok = false;
-          for (const char* l : levels) ok = ok || v == l;
-          if (!ok) throw ConfigError(k, "expected trace|debug|info|warn|error|critical|off, got \"" + v + "\"");
-          c.log_level = v;
+          auto level = parse_log_level(v);
+          if (!level) throw ConfigError(k, "expected trace|debug|info|warn|error|critical|off, got \"" + v + "\"");
+          c.log_level = *level;
         }}},
       {"log.format",
        {Kind::String, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           std::string v = get_string(n, k);
-          if (v != "text" && v != "json") throw ConfigError(k, "expected \"text\" or \"json\", got \"" + v + "\"");
-          c.log_format = v;
+          if (v == "text") c.log_format = LogFormat::text;
+          else if (v == "json") c.log_format = LogFormat::json;
+          else throw ConfigError(k, "expected \"text\" or \"json\", got \"" + v + "\"");
         }}},
   };
   return s;
+}
+
+// Edit distance between two keys (Levenshtein), for "did you mean".
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The known key an unknown one was most likely meant to be: the closest
+// spelling within a few edits, or the same setting in another section
+// ("server.ping_interval" → "heartbeat.ping_interval"); "" when nothing is close.
+std::string closest_key(const std::string& key) {
+  std::string_view leaf = key;
+  if (auto dot = leaf.rfind('.'); dot != std::string_view::npos) leaf.remove_prefix(dot + 1);
+  const std::size_t threshold = std::max<std::size_t>(2, key.size() / 4);
+  std::string best;
+  std::size_t best_distance = SIZE_MAX;
+  for (const auto& [known, spec] : schema()) {
+    const std::size_t d = edit_distance(key, known);
+    const bool same_leaf = std::string_view(known).substr(known.rfind('.') + 1) == leaf;
+    if ((d <= threshold || same_leaf) && d < best_distance) {
+      best_distance = d;
+      best = known;
+    }
+  }
+  return best;
+}
+
+ConfigError unknown_key(const std::string& key, const std::string& origin) {
+  std::string suggestion = closest_key(key);
+  return ConfigError(key, "unknown key" + origin + (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
 }
 
 // Walks a parsed table and applies every leaf; unknown keys are errors.
@@ -299,11 +355,15 @@ void apply_table(DaemonConfig& cfg, const toml::table& table, const std::string&
   for (const auto& [section_key, section_node] : table) {
     std::string section(section_key.str());
     const toml::table* sub = section_node.as_table();
-    if (!sub) throw ConfigError(section, "unknown key" + origin + " (settings live in sections, e.g. [server])");
+    if (!sub) {
+      std::string suggestion = closest_key(section);
+      throw ConfigError(section, "unknown key" + origin + " (settings live in sections, e.g. [server])" +
+                                     (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+    }
     for (const auto& [leaf_key, leaf_node] : *sub) {
       std::string key = section + "." + std::string(leaf_key.str());
       auto it = schema().find(key);
-      if (it == schema().end()) throw ConfigError(key, "unknown key" + origin);
+      if (it == schema().end()) throw unknown_key(key, origin);
       it->second.apply(cfg, leaf_node, key);
     }
   }
@@ -311,7 +371,7 @@ void apply_table(DaemonConfig& cfg, const toml::table& table, const std::string&
 
 void apply_override(DaemonConfig& cfg, const std::string& key, const std::string& value) {
   auto it = schema().find(key);
-  if (it == schema().end()) throw ConfigError(key, "unknown key (from --set)");
+  if (it == schema().end()) throw unknown_key(key, " (from --set)");
   // The value is read as a TOML value when it parses as one (numbers,
   // booleans, arrays, quoted strings) and as a plain string otherwise.
   toml::table parsed;
@@ -340,28 +400,54 @@ void apply_override(DaemonConfig& cfg, const std::string& key, const std::string
 std::string_view default_config_toml() { return kDefaults; }
 
 Duration parse_duration(std::string_view text) {
+  auto bad = [&](const char* why) {
+    return std::invalid_argument("bad duration \"" + std::string(text) + "\": " + why +
+                                 " (a number and a unit: ms, s, m or h, e.g. \"250ms\", \"1.5s\", \"25s\", \"1m\")");
+  };
   std::string_view t = text;
   while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
   while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
-  std::int64_t value = 0;
-  auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
-  if (ec != std::errc() || ptr == t.data() || value < 0) {
-    throw std::invalid_argument("bad duration \"" + std::string(text) + "\" (use e.g. \"250ms\", \"25s\", \"1m\")");
+  // Integer arithmetic only: "0.1s" is exactly 100 ms, never 99.
+  constexpr std::uint64_t kMaxMs = std::uint64_t{1} << 40;
+  std::size_t i = 0;
+  std::uint64_t whole = 0;
+  std::size_t whole_digits = 0;
+  for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i, ++whole_digits) {
+    if (whole_digits >= 15) throw bad("too large");
+    whole = whole * 10 + static_cast<std::uint64_t>(t[i] - '0');
   }
-  std::string_view unit(ptr, static_cast<std::size_t>(t.data() + t.size() - ptr));
-  std::int64_t mult = 0;
+  if (whole_digits == 0) throw bad("it does not start with a number");
+  std::uint64_t fraction = 0;
+  std::uint64_t fraction_scale = 1;
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    std::size_t start = i;
+    for (; i < t.size() && t[i] >= '0' && t[i] <= '9'; ++i) {
+      if (i - start >= 9) throw bad("too many decimals");
+      fraction = fraction * 10 + static_cast<std::uint64_t>(t[i] - '0');
+      fraction_scale *= 10;
+    }
+    if (i == start) throw bad("no digit after the decimal point");
+  }
+  std::string_view unit = t.substr(i);
+  std::uint64_t ms_per_unit = 0;
   if (unit == "ms")
-    mult = 1;
+    ms_per_unit = 1;
   else if (unit == "s")
-    mult = 1000;
+    ms_per_unit = 1000;
   else if (unit == "m")
-    mult = 60'000;
+    ms_per_unit = 60'000;
   else if (unit == "h")
-    mult = 3'600'000;
+    ms_per_unit = 3'600'000;
+  else if (unit.empty())
+    throw bad("the unit is missing");
   else
-    throw std::invalid_argument("bad duration \"" + std::string(text) + "\" (unit must be ms, s, m or h)");
-  if (value > (std::int64_t{1} << 40) / mult) throw std::invalid_argument("duration too large");
-  return Duration(value * mult);
+    throw bad("unknown unit");
+  if (whole > kMaxMs / ms_per_unit) throw bad("too large");
+  if ((fraction * ms_per_unit) % fraction_scale != 0) throw bad("not a whole number of milliseconds");
+  std::uint64_t ms = whole * ms_per_unit + fraction * ms_per_unit / fraction_scale;
+  if (ms > kMaxMs) throw bad("too large");
+  return Duration(static_cast<Duration::rep>(ms));
 }
 
 std::size_t parse_size(std::string_view text) {
@@ -445,4 +531,90 @@ DaemonConfig load_config(const ConfigSources& sources) {
   return cfg;
 }
 
-}  // namespace conduit::ops
+namespace {
+
+std::string toml_string(std::string_view v) {
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + '"';
+}
+
+// The largest unit that represents the value exactly: 25000 → "25s".
+std::string format_duration(Duration d) {
+  auto ms = d.count();
+  if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+std::string toml_strings(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + toml_string(v[i]);
+  return out + "]";
+}
+
+std::string listen_text(const std::string& host, std::uint16_t port) {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+std::string to_toml(const DaemonConfig& c) {
+  const ServerOptions& o = c.server;
+  auto duration = [](Duration d) { return toml_string(format_duration(d)); };
+  auto boolean = [](bool b) { return std::string(b ? "true" : "false"); };
+  const char* mode = c.mode == ServerMode::Echo ? "echo" : c.mode == ServerMode::Broadcast ? "broadcast" : "relay";
+  std::ostringstream out;
+  out << "[server]\n"
+      << "listen = " << toml_string(listen_text(o.host, o.port)) << "\n"
+      << "mode = " << toml_string(mode) << "\n"
+      << "threads = " << o.threads << "\n"
+      << "backlog = " << o.backlog << "\n"
+      << "handshake_timeout = " << duration(o.handshake_timeout) << "\n"
+      << "close_timeout = " << duration(o.close_timeout) << "\n"
+      << "shutdown_grace = " << duration(o.shutdown_grace) << "\n"
+      << "max_connections = " << o.max_connections << "\n"
+      << "max_connections_per_ip = " << o.max_connections_per_ip << "\n"
+      << "retry_after = " << o.retry_after_seconds << "\n"
+      << "allowed_origins = " << toml_strings(o.allowed_origins) << "\n"
+      << "subprotocols = " << toml_strings(o.subprotocols) << "\n"
+      << "require_subprotocol = " << boolean(o.require_subprotocol) << "\n"
+      << "\n[limits]\n"
+      << "max_message_bytes = " << o.max_message_bytes << "\n"
+      << "send_queue_bytes = " << o.send_queue_bytes << "\n"
+      << "slow_consumer = " << toml_string(o.slow_consumer == SlowConsumerPolicy::Close ? "close" : "drop") << "\n"
+      << "\n[heartbeat]\n"
+      << "ping_interval = " << duration(o.heartbeat.ping_interval) << "\n"
+      << "pong_timeout = " << duration(o.heartbeat.pong_timeout) << "\n"
+      << "\n[compression]\n"
+      << "enabled = " << boolean(o.compression.enabled) << "\n"
+      << "level = " << o.compression.level << "\n"
+      << "server_no_context_takeover = " << boolean(o.compression.server_no_context_takeover) << "\n"
+      << "client_no_context_takeover = " << boolean(o.compression.client_no_context_takeover) << "\n"
+      << "server_max_window_bits = " << o.compression.server_max_window_bits << "\n"
+      << "client_max_window_bits = " << o.compression.client_max_window_bits << "\n"
+      << "min_bytes = " << o.compression.min_compress_bytes << "\n"
+      << "\n[tls]\n"
+      << "cert = " << toml_string(o.tls.cert_file) << "\n"
+      << "key = " << toml_string(o.tls.key_file) << "\n"
+      << "\n[metrics]\n"
+      << "listen = " << toml_string(o.metrics_host.empty() ? "" : listen_text(o.metrics_host, o.metrics_port)) << "\n"
+      << "\n[log]\n"
+      << "level = " << toml_string(to_string(c.log_level)) << "\n"
+      << "format = " << toml_string(c.log_format == LogFormat::json ? "json" : "text") << "\n";
+  return out.str();
+}
+
+}  // namespace conduit

@@ -4,7 +4,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ops/log.hpp"
 #include "server/server_core.hpp"
 #include "server/tls.hpp"
 #include "wire/deflate.hpp"
@@ -82,7 +82,8 @@ bool Connection::guarded(const char* which, Fn&& fn) noexcept {
 void Connection::handler_failed(const char* which, const char* what) noexcept {
   loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
   try {
-    spdlog::error("event=handler_exception id={} remote={} handler={} what=\"{}\"", id_, remote_address_, which, what);
+    ops::logger().error("event=handler_exception id={} remote={} handler={} what=\"{}\"", id_, remote_address_, which,
+                        what);
     // The application failed, not the peer: tell it so (RFC 6455 §7.4.1) and
     // stop delivering its messages (on_message ignores a closing session).
     if (state_ == State::Open) start_close(1011, "internal error", false);
@@ -103,13 +104,13 @@ void Connection::start() {
     tls_ = core_.tls()->new_session();
     if (!tls_) {
       loop_.counters().handshake_failures[static_cast<std::size_t>(HandshakeFailure::TlsFailure)].inc();
-      spdlog::warn("event=tls_error remote={} reason=\"cannot create TLS session\"", remote_address_);
+      ops::logger().warn("event=tls_error remote={} reason=\"cannot create TLS session\"", remote_address_);
       finish(1006, "tls setup failed");
       return;
     }
   }
   if (!loop_.watch(fd_, this)) {
-    spdlog::error("event=epoll_error remote={} reason=\"{}\"", remote_address_, std::strerror(errno));
+    ops::logger().error("event=epoll_error remote={} reason=\"{}\"", remote_address_, std::strerror(errno));
     finish(1006, "cannot watch socket");
     return;
   }
@@ -242,7 +243,7 @@ void Connection::fail_io(int err) {
       loop_.counters().handshake_failures[static_cast<std::size_t>(HandshakeFailure::TlsFailure)].inc();
     }
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::Tls)].inc();
-    spdlog::warn("event=tls_error remote={} reason=\"{}\"", remote_address_, tls_->last_error());
+    ops::logger().warn("event=tls_error remote={} reason=\"{}\"", remote_address_, tls_->last_error());
     finish(1006, "TLS failure");
     return;
   }
@@ -401,8 +402,8 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   parser_.set_limits(limits_for(core_.options(), deflate_ != nullptr));
   loop_.counters().connections_total.inc();
   loop_.counters().connections_active.inc();
-  spdlog::info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
-               subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
+  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
+                     subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
   if (core_.handlers().on_open) guarded("on_open", [&] { core_.handlers().on_open(*this); });
   if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
 }
@@ -410,10 +411,10 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
 void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra) {
   loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
   if (why == HandshakeFailure::NotFound) {
-    spdlog::info("event=http status={} remote={} path={}", status, remote_address_, path_);
+    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_);
   } else {
-    spdlog::warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason, remote_address_,
-                 path_);
+    ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason,
+                       remote_address_, path_);
   }
   close_code_ = 1006;
   close_reason_ = std::string(reason);
@@ -513,7 +514,7 @@ void Connection::on_error(std::uint16_t code, const char* reason) {
                    : code == 1009 ? ErrorKind::MessageTooBig
                                   : ErrorKind::ProtocolError;
   loop_.counters().errors[static_cast<std::size_t>(kind)].inc();
-  spdlog::warn("event=protocol_error id={} remote={} code={} reason=\"{}\"", id_, remote_address_, code, reason);
+  ops::logger().warn("event=protocol_error id={} remote={} code={} reason=\"{}\"", id_, remote_address_, code, reason);
   start_close(code, reason, true);
 }
 
@@ -566,8 +567,8 @@ bool Connection::admit(std::size_t frame_bytes) {
     return false;
   }
   loop_.counters().errors[static_cast<std::size_t>(ErrorKind::SlowConsumer)].inc();
-  spdlog::warn("event=slow_consumer id={} remote={} queued_bytes={} limit={} action=close", id_, remote_address_,
-               queued, cap);
+  ops::logger().warn("event=slow_consumer id={} remote={} queued_bytes={} limit={} action=close", id_, remote_address_,
+                     queued, cap);
   // Keep only the head node (its first bytes may already be on the wire, and
   // nodes always end on frame boundaries), so the close frame follows right
   // after what the peer's socket already holds.
@@ -734,7 +735,7 @@ void Connection::sweep(std::int64_t now) {
     case State::Handshake:
       if (now - started_ms_ >= o.handshake_timeout.count()) {
         loop_.counters().handshake_failures[static_cast<std::size_t>(HandshakeFailure::Timeout)].inc();
-        spdlog::warn("event=handshake_timeout remote={} after_ms={}", remote_address_, now - started_ms_);
+        ops::logger().warn("event=handshake_timeout remote={} after_ms={}", remote_address_, now - started_ms_);
         finish(1006, "handshake timeout");
       }
       break;
@@ -745,7 +746,8 @@ void Connection::sweep(std::int64_t now) {
         if (now - timer_ms_ >= o.heartbeat.pong_timeout.count()) {
           loop_.counters().pong_timeouts.inc();
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::PongTimeout)].inc();
-          spdlog::warn("event=pong_timeout id={} remote={} silent_ms={}", id_, remote_address_, now - last_rx_ms_);
+          ops::logger().warn("event=pong_timeout id={} remote={} silent_ms={}", id_, remote_address_,
+                             now - last_rx_ms_);
           finish(1006, "pong timeout");
         }
       } else if (now - last_rx_ms_ >= interval) {
@@ -785,7 +787,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     loop_.counters().connections_active.dec();
     loop_.counters().count_close(code);
     auto duration = loop_.now_ms() - started_ms_;
-    spdlog::info(
+    ops::logger().info(
         "event=close id={} remote={} path={} subprotocol={} code={} reason=\"{}\" duration_ms={} bytes_in={} "
         "bytes_out={}",
         id_, remote_address_, path_, subprotocol_.empty() ? "-" : subprotocol_, code, reason, duration, bytes_in_,

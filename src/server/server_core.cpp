@@ -1,7 +1,5 @@
 #include "server/server_core.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,6 +12,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "ops/log.hpp"
 #include "server/tls.hpp"
 #include "wire/frame.hpp"
 
@@ -216,9 +215,9 @@ ServerCore::~ServerCore() {
 
 void ServerCore::start() {
   if (started_.exchange(true)) return;
-  // spdlog creates its registry lazily on first use; make that happen here,
+  // The library's logger is created on first use; make that happen here,
   // before the loop threads exist, not concurrently on two of them.
-  spdlog::default_logger_raw();
+  ops::logger();
   unsigned n = options_.threads == 0 ? std::max(1u, std::thread::hardware_concurrency()) : options_.threads;
   for (unsigned i = 0; i < n; ++i) loops_.push_back(std::make_unique<Loop>(*this, i));
   listener_ = listen_on(options_.host, options_.port, "server.listen", false, port_);
@@ -231,7 +230,8 @@ void ServerCore::start() {
     loop->thread() = std::thread([loop] {
       if (int err = loop->run(); err != 0) {
         // Never expected: this loop's sessions no longer make progress. Say so loudly.
-        spdlog::critical("event=loop_failed loop={} reason=\"epoll_wait: {}\"", loop->index(), std::strerror(err));
+        ops::logger().critical("event=loop_failed loop={} reason=\"epoll_wait: {}\"", loop->index(),
+                               std::strerror(err));
       }
     });
   }
@@ -298,7 +298,7 @@ void Listener::accept_ready() {
     if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
     // EMFILE/ENFILE/ENOBUFS/ENOMEM: back off briefly instead of spinning; the
     // pending connections wait in the backlog.
-    spdlog::error("event=accept_error reason=\"{}\" retry_ms=100", std::strerror(err));
+    ops::logger().error("event=accept_error reason=\"{}\" retry_ms=100", std::strerror(err));
     loop_.counters().errors[static_cast<std::size_t>(ops::ErrorKind::AcceptFailed)].inc();
     paused_ = true;
     loop_.schedule(100, [this] {
@@ -383,7 +383,8 @@ void ServerCore::halt_loop(Loop& loop) {
 
 void ServerCore::stop() {
   if (!started_.load() || draining_.exchange(true)) return;
-  spdlog::info("event=shutdown_started open_connections={} grace_ms={}", open_count(), options_.shutdown_grace.count());
+  ops::logger().info("event=shutdown_started open_connections={} grace_ms={}", open_count(),
+                     options_.shutdown_grace.count());
   // New upgrade attempts keep being accepted and are answered 503 while we drain.
   for (auto& l : loops_) {
     Loop* loop = l.get();
@@ -393,7 +394,7 @@ void ServerCore::stop() {
   first->post([this, first] {
     first->schedule(options_.shutdown_grace.count(), [this] {
       if (stopped_.load()) return;
-      spdlog::warn("event=shutdown_grace_expired remaining={}", live_.load());
+      ops::logger().warn("event=shutdown_grace_expired remaining={}", live_.load());
       abort();
     });
     check_drained();

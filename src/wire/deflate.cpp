@@ -255,6 +255,12 @@ void PerMessageDeflate::compress(const std::uint8_t* data, std::size_t len, std:
                                       [](std::uint8_t a, char b) { return a == static_cast<std::uint8_t>(b); })) {
     out.erase(used - 4);
   }
+  // zlib emits nothing for a sync flush with no input since the previous one,
+  // so an empty message can come out as zero bytes. The receiver appends
+  // 00 00 FF FF to what it got; alone, those bytes read as a stored block whose
+  // length field is 0xFF00 and the peer's stream is corrupt from then on. An
+  // empty message is the single byte 0x00 (RFC 7692 §7.2.3.6).
+  if (out.size() == start) out.push_back('\0');
   if (im.reset_deflater_per_message) deflateReset(&z);
 }
 
@@ -262,6 +268,13 @@ InflateResult PerMessageDeflate::decompress(const std::uint8_t* data, std::size_
                                             std::size_t max_bytes) {
   Impl& im = *impl_;
   out.clear();
+  if (len == 0) {
+    // No DEFLATE block at all: the empty message. Appending the 00 00 FF FF
+    // tail here would leave the inflater inside a stored block header and
+    // corrupt every later message, so the stream is left as it is.
+    if (im.reset_inflater_per_message && im.inflater_ready) inflateReset(&im.inflater);
+    return InflateResult::Ok;
+  }
   if (!im.ensure_inflater()) return InflateResult::Corrupt;
   z_stream& z = im.inflater;
   // We let the output reach max_bytes + 1: producing that one extra byte is

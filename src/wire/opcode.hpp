@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "conduit/message.hpp"
+
 namespace conduit::wire {
 
 enum class Opcode : std::uint8_t {
@@ -15,23 +17,9 @@ enum class Opcode : std::uint8_t {
 
 constexpr bool is_control(Opcode op) noexcept { return (static_cast<std::uint8_t>(op) & 0x8) != 0; }
 
-// Close status codes (RFC 6455 §7.4.1, IANA registry).
-namespace close_code {
-inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;
-inline constexpr std::uint16_t protocol_error = 1002;
-inline constexpr std::uint16_t unsupported_data = 1003;
-inline constexpr std::uint16_t no_status = 1005;  // never on the wire
-inline constexpr std::uint16_t abnormal = 1006;   // never on the wire
-inline constexpr std::uint16_t invalid_payload = 1007;
-inline constexpr std::uint16_t policy_violation = 1008;
-inline constexpr std::uint16_t message_too_big = 1009;
-inline constexpr std::uint16_t mandatory_extension = 1010;
-inline constexpr std::uint16_t internal_error = 1011;
-inline constexpr std::uint16_t service_restart = 1012;
-inline constexpr std::uint16_t try_again_later = 1013;
-inline constexpr std::uint16_t tls_handshake = 1015;  // never on the wire
-}  // namespace close_code
+// Close status codes: the public table (include/conduit/message.hpp), so the
+// wire layer and applications name a code the same way.
+namespace close_code = ::conduit::close_code;
 
 // True for a code a peer may legitimately send in a Close frame:
 // 1000-1003, 1007-1014 and the registered/private range 3000-4999.

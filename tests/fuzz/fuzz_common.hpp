@@ -3,10 +3,11 @@
 // wire::Parser in chunks, an independent frame scanner and an independent
 // UTF-8 checker used to state expectations.
 //
-// Input format (both targets):
+// Input format (the parser targets):
 //   byte 0: bits 0-1 pick max_message_bytes (1 MiB, 4096, 256, 128),
 //           bits 2-7 and byte 1 seed the chunk-size generator;
-//   bytes 2..: the bytes a server reads after the upgrade (client frames).
+//   bytes 2..: the bytes read after the upgrade (client frames for the server
+//              role; fuzz_parser_client reads them as server frames).
 // Limits stay >= 128 so that "message too big" never competes with the
 // 125-byte control-frame limit: whether a limit applies to control frames is
 // not specified by RFC 6455, and both implementations exempt them anyway.
@@ -203,16 +204,16 @@ struct NoCheck {
   void operator()(const wire::Parser&, std::size_t, bool) const {}
 };
 
-// Feeds stream[0, len) to a fresh server-role parser in the given chunks. Each
+// Feeds stream[0, len) to a fresh parser (server role unless told) in the given chunks. Each
 // chunk is copied into its own exactly-sized heap block that is freed right
 // after consume() returns, so ASan reports a read past a chunk and any use of
 // a pointer kept from an earlier call. consume() unmasks in place, so the
 // caller's bytes are never handed over directly.
 template <class Check = NoCheck>
 Outcome run_ours(const std::uint8_t* stream, std::size_t len, const std::vector<std::size_t>& splits,
-                 std::uint64_t max_message_bytes, Check check = {}) {
+                 std::uint64_t max_message_bytes, Check check = {}, wire::Role role = wire::Role::Server) {
   Outcome out;
-  wire::Parser parser(wire::Role::Server, wire::ParserLimits{max_message_bytes, false});
+  wire::Parser parser(role, wire::ParserLimits{max_message_bytes, false});
   RecordingHandler h{&out};
   std::size_t pos = 0;
   for (std::size_t n : splits) {

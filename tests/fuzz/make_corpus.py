@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the parser fuzz targets into tests/fuzz/corpus/.
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/ (server-role
+parser targets), corpus-client/ (fuzz_parser_client: the same cases as a server
+sends them, unmasked), corpus-deflate/ (fuzz_deflate) and corpus-upgrade/
+(fuzz_upgrade).
 
 Each file is: 1 config byte (bits 0-1: max_message_bytes 1 MiB/4096/256/128,
 bits 2-7 + next byte: split seed) + 1 seed byte + client frames (masked, as a
@@ -83,15 +86,105 @@ SEEDS = {
 CONFIGS = [b"\x00\x00", b"\x05\x11", b"\x0a\x42", b"\x0f\x99", b"\x02\x07", b"\x03\x00"]
 
 
+def client_seeds():
+    """The server-role cases re-encoded as a server sends them (unmasked), plus a masked one."""
+    seeds = {}
+    for name, body in SEEDS.items():
+        seeds[name] = unmask_all(body)
+    seeds["masked_from_server"] = frame(TEXT, b"hi")
+    seeds["text_then_masked"] = frame(TEXT, b"ok", masked=False) + frame(TEXT, b"no")
+    return seeds
+
+
+def unmask_all(stream):
+    """Rewrites a stream of masked frames (as built by frame()) as unmasked frames; a trailing
+    incomplete frame is kept as it is."""
+    out = b""
+    pos = 0
+    while pos + 2 <= len(stream):
+        b0, b1 = stream[pos], stream[pos + 1]
+        n7 = b1 & 0x7F
+        ext = 2 if n7 == 126 else 8 if n7 == 127 else 0
+        masked = b1 & 0x80
+        hlen = 2 + ext + (4 if masked else 0)
+        if pos + hlen > len(stream):
+            break
+        n = n7 if not ext else int.from_bytes(stream[pos + 2:pos + 2 + ext], "big")
+        if pos + hlen + n > len(stream) or not masked:
+            break
+        key = stream[pos + 2 + ext:pos + hlen]
+        payload = bytes(c ^ key[i % 4] for i, c in enumerate(stream[pos + hlen:pos + hlen + n]))
+        out += bytes([b0, n7]) + stream[pos + 2:pos + 2 + ext] + payload
+        pos += hlen + n
+    return out + stream[pos:]
+
+
+def deflate_seeds():
+    """fuzz_deflate inputs: config byte, mode byte, then [repeat byte in round-trip mode] + length + bytes."""
+    import zlib
+
+    def raw(data, wbits=15):
+        c = zlib.compressobj(6, zlib.DEFLATED, -wbits)
+        return (c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH))[:-4]  # tail 00 00 ff ff removed (RFC 7692)
+
+    def msgs(*parts):
+        return b"".join(bytes([len(p)]) + p for p in parts)
+
+    bomb = raw(b"\0" * 200000)[:255]
+    return {
+        "hello": b"\x02\x00" + msgs(raw(b"Hello"), raw(b"Hello again")),
+        "empty": b"\x01\x00" + msgs(b"", raw(b"")),
+        "stored_block": b"\x01\x00" + msgs(b"\x01\x05\x00\xfa\xffhello"),
+        "bomb_small_limit": b"\x00\x00" + msgs(bomb),
+        "bomb_1k_limit": b"\x05\x00" + msgs(bomb),
+        "corrupt": b"\x02\x00" + msgs(b"\xff\xff\xff\xff"),
+        "final_block_then_more": b"\x02\x00" + msgs(zlib.compress(b"abc")[2:-4] + raw(b"def")),
+        "roundtrip_text": b"\x02\x86" + b"\x00" + msgs(b"the quick brown fox")[0:] + b"\x10" + msgs(b"abc"),
+        "roundtrip_bomb": b"\x01\x81" + b"\xff" + msgs(b"\0" * 200),
+        "roundtrip_no_context": b"\xfa\x89" + b"\x03" + msgs(b"hello") + b"\x03" + msgs(b"hello"),
+    }
+
+
+def upgrade_seeds():
+    """fuzz_upgrade inputs: options byte, then the raw request."""
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="
+    base = (b"GET /chat?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n")
+    return {
+        "plain_upgrade": b"\x00" + base + b"\r\n",
+        "subprotocols": b"\x06" + base + b"Sec-WebSocket-Protocol: chat, chat.v2\r\n\r\n",
+        "origin_allowed": b"\x01" + base + b"Origin: https://a.example.com\r\n\r\n",
+        "origin_refused": b"\x01" + base + b"Origin: https://evil.test\r\n\r\n",
+        "deflate_offer": b"\x48" + base + (b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, "
+                                           b"permessage-deflate; server_max_window_bits=10\r\n\r\n"),
+        "at_capacity": b"\x20" + base + b"\r\n",
+        "draining": b"\x10" + base + b"\r\n",
+        "bad_version": b"\x00" + base.replace(b"Version: 13", b"Version: 8") + b"\r\n",
+        "bad_key": b"\x00" + base.replace(key, b"short") + b"\r\n",
+        "not_upgrade": b"\x00GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "http10": b"\x00" + base.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n",
+        "garbage": b"\x00\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+        "incomplete": b"\x00" + base,
+    }
+
+
+def write_dir(name, seeds, prefix=None):
+    out = os.path.join(HERE, name)
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.remove(os.path.join(out, f))
+    for i, (seed, body) in enumerate(sorted(seeds.items())):
+        cfg = CONFIGS[i % len(CONFIGS)] if prefix is None else b""
+        with open(os.path.join(out, seed), "wb") as fh:
+            fh.write(cfg + body)
+    print(f"{len(seeds)} seeds in {out}")
+
+
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for name in os.listdir(OUT):
-        os.remove(os.path.join(OUT, name))
-    for i, (name, body) in enumerate(sorted(SEEDS.items())):
-        cfg = CONFIGS[i % len(CONFIGS)]
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(cfg + body)
-    print(f"{len(SEEDS)} seeds in {OUT}")
+    write_dir("corpus", SEEDS)
+    write_dir("corpus-client", client_seeds())
+    write_dir("corpus-deflate", deflate_seeds(), prefix=False)
+    write_dir("corpus-upgrade", upgrade_seeds(), prefix=False)
 
 
 if __name__ == "__main__":

@@ -8,20 +8,20 @@
 #include <stdexcept>
 #include <string>
 
-#include "ops/config.hpp"
+#include "conduit/config.hpp"
 
 namespace {
 
+using conduit::ConfigError;
+using conduit::ConfigSources;
+using conduit::DaemonConfig;
 using conduit::Duration;
+using conduit::load_config;
+using conduit::parse_duration;
+using conduit::parse_listen;
+using conduit::parse_size;
+using conduit::ServerMode;
 using conduit::SlowConsumerPolicy;
-using conduit::ops::ConfigError;
-using conduit::ops::ConfigSources;
-using conduit::ops::DaemonConfig;
-using conduit::ops::load_config;
-using conduit::ops::parse_duration;
-using conduit::ops::parse_listen;
-using conduit::ops::parse_size;
-using conduit::ops::ServerMode;
 
 // ---------------------------------------------------------------- parse_*
 
@@ -31,14 +31,43 @@ TEST(ParseDuration, Units) {
   EXPECT_EQ(parse_duration("1m"), Duration(60'000));
   EXPECT_EQ(parse_duration("2h"), Duration(7'200'000));
   EXPECT_EQ(parse_duration("0s"), Duration(0));
+  EXPECT_EQ(parse_duration("0ms"), Duration(0));
   EXPECT_EQ(parse_duration(" 5s "), Duration(5'000));
 }
 
+TEST(ParseDuration, DecimalsAreExactMilliseconds) {
+  EXPECT_EQ(parse_duration("1.5s"), Duration(1'500));
+  EXPECT_EQ(parse_duration("0.1s"), Duration(100));  // integer arithmetic: never 99
+  EXPECT_EQ(parse_duration("0.001s"), Duration(1));
+  EXPECT_EQ(parse_duration("0.5m"), Duration(30'000));
+  EXPECT_EQ(parse_duration("1.25h"), Duration(4'500'000));
+  EXPECT_EQ(parse_duration("2.0ms"), Duration(2));
+}
+
 TEST(ParseDuration, RejectsBadInput) {
-  for (const char* bad :
-       {"", "s", "ms", "10", "abc", "10parsecs", "-5s", "1.5s", "5 s", "10S", "1d", "99999999999999h"}) {
+  for (const char* bad : {"", "s", "ms", "abc", "10parsecs", "-5s", "5 s", "10S", "1d", "99999999999999h", ".5s", "1.s",
+                          "1..5s", "1.5ms", "0.0001s", "1e3ms", "+5s", "5s5"}) {
     EXPECT_THROW(parse_duration(bad), std::invalid_argument) << '"' << bad << '"';
   }
+}
+
+TEST(ParseDuration, BareNumberIsRefusedNamingTheUnits) {
+  for (const char* bare : {"10", "0", "1.5"}) {
+    try {
+      parse_duration(bare);
+      ADD_FAILURE() << "accepted a bare number: " << bare;
+    } catch (const std::invalid_argument& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find("unit is missing"), std::string::npos) << what;
+      EXPECT_NE(what.find("ms, s, m or h"), std::string::npos) << what;
+    }
+  }
+}
+
+TEST(ParseDuration, UpperBound) {
+  EXPECT_EQ(parse_duration("1099511627776ms"), Duration(std::int64_t{1} << 40));
+  EXPECT_THROW(parse_duration("1099511627777ms"), std::invalid_argument);
+  EXPECT_THROW(parse_duration("305420h"), std::invalid_argument);
 }
 
 TEST(ParseSize, Units) {
@@ -139,8 +168,8 @@ TEST(LoadConfig, DefaultsMatchServerOptions) {
   EXPECT_TRUE(c.server.subprotocols.empty());
   EXPECT_FALSE(c.server.require_subprotocol);
   EXPECT_EQ(c.server.retry_after_seconds, 5u);
-  EXPECT_EQ(c.log_level, "info");
-  EXPECT_EQ(c.log_format, "text");
+  EXPECT_EQ(c.log_level, conduit::LogLevel::info);
+  EXPECT_EQ(c.log_format, conduit::LogFormat::text);
   EXPECT_TRUE(c.server.tls.cert_file.empty());
   EXPECT_TRUE(c.server.metrics_host.empty());  // no separate metrics listener by default
 }
@@ -189,7 +218,7 @@ format = "json"
   EXPECT_EQ(c.server.shutdown_grace, Duration(3000));
   EXPECT_EQ(c.server.send_queue_bytes, 262144u);
   EXPECT_EQ(c.server.slow_consumer, SlowConsumerPolicy::Drop);
-  EXPECT_EQ(c.log_format, "json");
+  EXPECT_EQ(c.log_format, conduit::LogFormat::json);
 }
 
 TEST(LoadConfig, SetOverridesFileInOrder) {
@@ -229,7 +258,7 @@ TEST(LoadConfig, SetValueIsPlainStringWhenNotToml) {
   EXPECT_EQ(c.server.heartbeat.ping_interval, Duration(200));
   EXPECT_EQ(c.server.send_queue_bytes, 262144u);
   EXPECT_EQ(c.server.slow_consumer, SlowConsumerPolicy::Drop);
-  EXPECT_EQ(c.log_level, "warn");
+  EXPECT_EQ(c.log_level, conduit::LogLevel::warn);
   // A quoted TOML string is the same string.
   EXPECT_EQ(load_config(sets({{"server.mode", "\"broadcast\""}})).mode, ServerMode::Broadcast);
   EXPECT_EQ(load_config(sets({{"heartbeat.pong_timeout", "\"2s\""}})).server.heartbeat.pong_timeout, Duration(2000));
@@ -319,10 +348,83 @@ TEST(LoadConfig, TlsCertAndKeyMustComeTogether) {
 }
 
 TEST(LoadConfig, EmbeddedDefaultsNameEveryDocumentedSection) {
-  std::string_view d = conduit::ops::default_config_toml();
+  std::string_view d = conduit::default_config_toml();
   for (const char* section : {"[server]", "[limits]", "[heartbeat]", "[compression]", "[metrics]", "[tls]", "[log]"}) {
     EXPECT_NE(d.find(section), std::string_view::npos) << section;
   }
+}
+
+// ---------------------------------------------------------------- did you mean
+
+TEST(LoadConfig, UnknownKeySuggestsTheClosestKnownOne) {
+  std::string message;
+  EXPECT_EQ(error_key(sets({{"heartbeat.ping_intervall", "5s"}}), &message), "heartbeat.ping_intervall");
+  EXPECT_NE(message.find("did you mean heartbeat.ping_interval?"), std::string::npos) << message;
+  // The right setting in the wrong section.
+  EXPECT_EQ(error_key(sets({{"server.ping_interval", "5s"}}), &message), "server.ping_interval");
+  EXPECT_NE(message.find("did you mean heartbeat.ping_interval?"), std::string::npos) << message;
+  // A misspelled section in a file.
+  TempFile f("[sever]\nlisten = \"127.0.0.1:1\"\n");
+  ConfigSources s;
+  s.file = f.path();
+  EXPECT_EQ(error_key(s, &message), "sever.listen");
+  EXPECT_NE(message.find("did you mean server.listen?"), std::string::npos) << message;
+  // Nothing close: no suggestion rather than a silly one.
+  EXPECT_EQ(error_key(sets({{"frobnicate.everything", "1"}}), &message), "frobnicate.everything");
+  EXPECT_EQ(message.find("did you mean"), std::string::npos) << message;
+}
+
+TEST(LoadConfig, DurationKeyWithoutUnitSaysSo) {
+  std::string message;
+  EXPECT_EQ(error_key(sets({{"heartbeat.ping_interval", "10"}}), &message), "heartbeat.ping_interval");
+  EXPECT_NE(message.find("unit is missing"), std::string::npos) << message;
+  EXPECT_EQ(load_config(sets({{"heartbeat.ping_interval", "1.5s"}})).server.heartbeat.ping_interval, Duration(1500));
+}
+
+// ---------------------------------------------------------------- to_toml
+
+TEST(ToToml, DefaultsRoundTrip) {
+  DaemonConfig defaults = load_config({});
+  TempFile f(conduit::to_toml(defaults));
+  ConfigSources s;
+  s.file = f.path();
+  EXPECT_EQ(conduit::to_toml(load_config(s)), conduit::to_toml(defaults));
+}
+
+TEST(ToToml, EveryChangedKeyRoundTrips) {
+  DaemonConfig c = load_config(sets({
+      {"server.listen", "[::1]:9001"},
+      {"server.mode", "relay"},
+      {"server.threads", "3"},
+      {"server.handshake_timeout", "1.5s"},
+      {"server.shutdown_grace", "2m"},
+      {"server.allowed_origins", R"(["https://a.example", "q\"uote"])"},
+      {"server.require_subprotocol", "true"},
+      {"limits.send_queue_bytes", "64KiB"},
+      {"limits.slow_consumer", "drop"},
+      {"heartbeat.ping_interval", "250ms"},
+      {"heartbeat.pong_timeout", "1h"},
+      {"compression.enabled", "true"},
+      {"compression.client_max_window_bits", "9"},
+      {"metrics.listen", "127.0.0.1:9100"},
+      {"log.level", "warn"},
+      {"log.format", "json"},
+  }));
+  std::string text = conduit::to_toml(c);
+  EXPECT_NE(text.find("listen = \"[::1]:9001\""), std::string::npos) << text;
+  EXPECT_NE(text.find("handshake_timeout = \"1500ms\""), std::string::npos) << text;
+  EXPECT_NE(text.find("shutdown_grace = \"2m\""), std::string::npos) << text;
+  EXPECT_NE(text.find("send_queue_bytes = 65536"), std::string::npos) << text;
+  EXPECT_NE(text.find("level = \"warn\""), std::string::npos) << text;
+  TempFile f(text);
+  ConfigSources s;
+  s.file = f.path();
+  DaemonConfig back = load_config(s);
+  EXPECT_EQ(conduit::to_toml(back), text);
+  EXPECT_EQ(back.server.allowed_origins, (std::vector<std::string>{"https://a.example", "q\"uote"}));
+  EXPECT_EQ(back.server.heartbeat.pong_timeout, Duration(3'600'000));
+  EXPECT_EQ(back.mode, ServerMode::Relay);
+  EXPECT_EQ(back.log_level, conduit::LogLevel::warn);
 }
 
 }  // namespace

@@ -266,6 +266,45 @@ TEST(PerMessageDeflate, EmptyMessage) {
   EXPECT_EQ(plain, "");
 }
 
+// zlib emits nothing for a sync flush with no new input, so a second empty
+// message used to compress to zero bytes; the receiver's appended 00 00 FF FF
+// then read as a stored block header with the wrong length and the next
+// messages inflated to garbage (found by fuzz_deflate). RFC 7692 §7.2.3.6:
+// an empty message compresses to the single byte 0x00.
+TEST(PerMessageDeflate, RepeatedEmptyMessagesWithContextTakeover) {
+  PerMessageDeflate server(Role::Server, DeflateParams{}, 6);
+  PerMessageDeflate client(Role::Client, DeflateParams{}, 6);
+  const std::string hello = "the quick brown fox";
+  const std::string messages[] = {hello, "", "", "", hello, "", hello};
+  for (const std::string& m : messages) {
+    std::string wire, plain = "stale";
+    server.compress(u8(m), m.size(), wire);
+    if (m.empty()) {
+      EXPECT_EQ(wire, std::string(1, '\0'));
+    }
+    ASSERT_EQ(client.decompress(u8(wire), wire.size(), plain, 1000), InflateResult::Ok);
+    EXPECT_EQ(plain, m);
+  }
+}
+
+// A zero-length compressed payload (no DEFLATE block at all) is read as the
+// empty message and leaves the stream as it was, so later messages still inflate.
+TEST(PerMessageDeflate, ZeroLengthCompressedPayloadIsEmptyMessage) {
+  PerMessageDeflate server(Role::Server, DeflateParams{}, 6);
+  PerMessageDeflate client(Role::Client, DeflateParams{}, 6);
+  const std::string hello = "hello hello hello";
+  std::string wire, plain;
+  for (int round = 0; round < 3; ++round) {
+    wire.clear();
+    server.compress(u8(hello), hello.size(), wire);
+    ASSERT_EQ(client.decompress(u8(wire), wire.size(), plain, 1000), InflateResult::Ok);
+    EXPECT_EQ(plain, hello);
+    plain = "stale";
+    ASSERT_EQ(client.decompress(nullptr, 0, plain, 1000), InflateResult::Ok);
+    EXPECT_EQ(plain, "");
+  }
+}
+
 TEST(PerMessageDeflate, BombIsTooBig) {
   const std::string zeros(10 << 20, '\0');  // 10 MiB of zeros deflates to ~10 KiB
   PerMessageDeflate client(Role::Client, DeflateParams{}, 9);

@@ -1,9 +1,12 @@
-"""conduitd configuration: TOML file, flags, --set; every error names the key and exits with status 2."""
+"""conduitd configuration: TOML file, flags, --set; every error names the key and exits with status 2.
+--print-config prints the merged configuration; --check validates without binding."""
 
 import os
 import socket
+import subprocess
 import tempfile
 import time
+import tomllib
 import unittest
 
 import conduitd
@@ -127,6 +130,119 @@ class ConfigAccepted(unittest.TestCase):
                 raise AssertionError(f"ping_interval=1m: unexpected frame within 2.5 s: {f}")
             c.send_frame(OP_TEXT, b"1m")
             self.assertEqual(c.recv_message()[1], b"1m")
+
+
+def run_split(args, timeout=15.0):
+    """Runs conduitd to exit; returns (status, stdout, stderr)."""
+    p = subprocess.run([conduitd.CONDUITD] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def temp_toml(test, text):
+    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    f.write(text)
+    f.close()
+    test.addCleanup(os.unlink, f.name)
+    return f.name
+
+
+class Durations(unittest.TestCase):
+    """One duration grammar: a number (decimals allowed) and a unit ms|s|m|h; a bare number is refused."""
+
+    def test_bare_number_is_refused_naming_the_units(self):
+        for value in ("10", "0", "1.5"):
+            status, out, err = run_split(["--listen", "127.0.0.1:0", "--set", f"heartbeat.ping_interval={value}"])
+            self.assertEqual(status, 2, err)
+            self.assertIn("heartbeat.ping_interval", err)
+            self.assertIn("unit is missing", err)
+            self.assertIn("ms, s, m or h", err)
+
+    def test_decimal_durations_are_accepted(self):
+        status, out, err = run_split(["--set", "heartbeat.ping_interval=1.5s", "--set", "server.close_timeout=0.25m",
+                                      "--print-config"])
+        self.assertEqual(status, 0, err)
+        merged = tomllib.loads(out)
+        self.assertEqual(merged["heartbeat"]["ping_interval"], "1500ms")
+        self.assertEqual(merged["server"]["close_timeout"], "15s")
+
+
+class PrintConfig(unittest.TestCase):
+    def test_prints_defaults_file_and_set_merged(self):
+        path = temp_toml(self, '[server]\nmax_connections = 50\nmode = "relay"\n\n[limits]\nsend_queue_bytes = "64KiB"\n')
+        status, out, err = run_split(["--config", path, "--set", "server.max_connections=70",
+                                      "--listen", "127.0.0.1:9999", "--print-config"])
+        self.assertEqual(status, 0, err)
+        self.assertEqual(err, "")
+        merged = tomllib.loads(out)  # valid TOML
+        self.assertEqual(merged["server"]["max_connections"], 70)    # --set over the file
+        self.assertEqual(merged["server"]["mode"], "relay")          # from the file
+        self.assertEqual(merged["server"]["listen"], "127.0.0.1:9999")
+        self.assertEqual(merged["limits"]["send_queue_bytes"], 65536)
+        self.assertEqual(merged["heartbeat"]["ping_interval"], "25s")  # a default
+        self.assertEqual(merged["log"]["level"], "info")
+        # Fed back as a file it gives the same configuration.
+        again = temp_toml(self, out)
+        status, out2, err = run_split(["--config", again, "--print-config"])
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out2, out)
+
+    def test_every_documented_key_is_printed(self):
+        status, out, err = run_split(["--print-config"])
+        self.assertEqual(status, 0, err)
+        merged = tomllib.loads(out)
+        keys = {f"{section}.{key}" for section, table in merged.items() for key in table}
+        docs = open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "configuration.md")).read()
+        for key in keys:
+            section, leaf = key.split(".")
+            start = docs.find(f"### `[{section}]`")
+            self.assertGreaterEqual(start, 0, f"docs/configuration.md has no [{section}] section")
+            end = docs.find("\n### ", start + 1)
+            self.assertIn(f"| `{leaf}` |", docs[start:end if end > 0 else None],
+                          f"{key} is printed but not documented in its section")
+        self.assertIn("server.listen", keys)
+        self.assertIn("log.format", keys)
+
+    def test_an_error_still_exits_2(self):
+        status, out, err = run_split(["--set", "server.threads=many", "--print-config"])
+        self.assertEqual(status, 2, err)
+        self.assertEqual(out, "")
+        self.assertIn("server.threads", err)
+
+
+class Check(unittest.TestCase):
+    def test_valid_configuration_exits_0_without_binding(self):
+        # The port is taken: a --check that tried to bind would fail.
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            status, out, err = run_split(["--listen", f"127.0.0.1:{port}", "--check"])
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out, "configuration ok\n")
+        self.assertNotIn("listening on", out)
+
+    def test_invalid_configuration_exits_2_naming_the_key(self):
+        status, out, err = run_split(["--set", "limits.slow_consumer=maybe", "--check"])
+        self.assertEqual(status, 2)
+        self.assertEqual(out, "")
+        self.assertIn("limits.slow_consumer", err)
+
+    def test_unreadable_tls_files_fail_the_check(self):
+        status, out, err = run_split(["--set", "tls.cert=/nonexistent/c.pem", "--set", "tls.key=/nonexistent/k.pem",
+                                      "--check"])
+        self.assertEqual(status, 2, err)
+        self.assertIn("tls.cert", err)
+
+    def test_unknown_key_gets_did_you_mean(self):
+        status, out, err = run_split(["--set", "heartbeat.ping_intervl=5s", "--check"])
+        self.assertEqual(status, 2)
+        self.assertIn("heartbeat.ping_intervl: unknown key", err)
+        self.assertIn("did you mean heartbeat.ping_interval?", err)
+        path = temp_toml(self, '[limits]\nmax_message_size = 10\n')
+        status, out, err = run_split(["--config", path, "--check"])
+        self.assertEqual(status, 2)
+        self.assertIn("did you mean limits.max_message_bytes?", err)
 
 
 if __name__ == "__main__":

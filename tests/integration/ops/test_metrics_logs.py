@@ -8,6 +8,9 @@ handshake, nothing per message at info; log.format=json is one JSON object per l
 import asyncio
 import json
 import re
+import signal
+import socket
+import subprocess
 import time
 import unittest
 
@@ -227,18 +230,28 @@ class Logs(unittest.TestCase):
         self.assertLessEqual(len(lines), 5 + 5 + 1 + 2, "\n".join(lines))
 
     def test_json_lines(self):
-        with Conduitd(mode="echo", sets={"log.format": "json", "server.subprotocols": '["v1"]',
-                                         "server.require_subprotocol": "true"}) as s:
+        """log.format=json: every stderr line, from start to the shutdown notice, is one JSON object with
+        the documented level names, and numeric fields are JSON numbers."""
+        s = Conduitd(mode="echo", sets={"log.format": "json", "server.subprotocols": '["v1"]',
+                                        "server.require_subprotocol": "true"})
+        s.start()
+        try:
             self.exercise(s)
+            # Stop it ourselves so the daemon's shutdown lines are part of what is checked.
+            s.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(s.proc.wait(timeout=30), 0, s.diagnostics())
             text = s.stderr_text()
+        finally:
+            s._kill()
         objs = []
         for line in text.splitlines():
-            if not line.strip() or line.startswith("conduitd:"):
-                continue  # the daemon's own plain notices (e.g. the signal notice) are not log records
-            obj = json.loads(line)
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                self.fail(f"stderr line is not JSON: {line!r}\n{text}")
             self.assertIsInstance(obj, dict, line)
-            self.assertIn("ts", obj)
-            self.assertIn("level", obj)
+            self.assertIsInstance(obj.get("ts"), str, line)
+            self.assertIn(obj.get("level"), {"trace", "debug", "info", "warn", "error", "critical"}, line)
             objs.append(obj)
         opens = [o for o in objs if o.get("event") == "open"]
         closes = [o for o in objs if o.get("event") == "close"]
@@ -246,14 +259,56 @@ class Logs(unittest.TestCase):
         self.assertEqual(len(closes), 5, text)
         for o in closes:
             self.assertLessEqual(FIELDS_CLOSE, set(o), o)
-            self.assertEqual(o["code"], "1000")
+            self.assertEqual(o["code"], 1000)  # a number, not "1000"
+            self.assertIsInstance(o["duration_ms"], int, o)
+            self.assertIsInstance(o["bytes_in"], int, o)
+            self.assertIsInstance(o["id"], int, o)
+            self.assertIsInstance(o["remote"], str, o)  # 127.0.0.1:PORT stays a string
             self.assertEqual(o["subprotocol"], "v1")
             self.assertLessEqual(int(o["duration_ms"]), self.spans[o["path"]] + 50, o)
         held = [o for o in closes if o["path"] == "/chat?i=4"]
         self.assertEqual(len(held), 1, closes)
         self.assertGreaterEqual(int(held[0]["duration_ms"]), HELD_MS - 5, held[0])
-        self.assertEqual(len([o for o in objs if o.get("event") == "handshake_refused"]), 1)
-        self.assertLessEqual(len(objs), 5 + 5 + 1 + 2)
+        # 5 opens, 5 closes, 1 refusal, the signal and shutdown_started lines, and at most two more.
+        self.assertLessEqual(len(objs), 5 + 5 + 1 + 2 + 2)
+        refused = [o for o in objs if o.get("event") == "handshake_refused"]
+        self.assertEqual(len(refused), 1, text)
+        self.assertEqual(refused[0]["status"], 400)
+        self.assertEqual(refused[0]["level"], "warn")  # not "warning"
+        signals = [o for o in objs if o.get("event") == "signal"]
+        self.assertEqual(len(signals), 1, text)
+        self.assertEqual((signals[0]["signal"], signals[0]["action"]), ("SIGTERM", "shutdown"), text)
+        self.assertEqual(len([o for o in objs if o.get("event") == "shutdown_started"]), 1, text)
+
+    def test_json_errors_are_json_too(self):
+        """With log.format=json, a configuration error found after the config is read (an unreadable
+        certificate) and a start failure (the address in use) are JSON lines naming the problem."""
+        status, out, err = run_split(["--listen", "127.0.0.1:0", "--set", "log.format=json",
+                                      "--set", "tls.cert=/nonexistent/cert.pem", "--set", "tls.key=/nonexistent/key.pem"])
+        self.assertEqual(status, 2, err)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 1, err)
+        obj = json.loads(lines[0])
+        self.assertEqual((obj["event"], obj["key"], obj["level"]), ("config_error", "tls.cert", "critical"), obj)
+        self.assertIn("/nonexistent/cert.pem", obj["reason"])
+
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            port = busy.getsockname()[1]
+            status, out, err = run_split(["--listen", f"127.0.0.1:{port}", "--set", "log.format=json"])
+        self.assertEqual(status, 1, err)
+        self.assertNotIn("listening on", out)
+        objs = [json.loads(l) for l in err.splitlines()]
+        self.assertEqual([o["event"] for o in objs], ["start_failed"], err)
+        self.assertIn("in use", objs[0]["reason"])
+
+
+def run_split(args, timeout=15.0):
+    """Runs conduitd to exit; returns (status, stdout, stderr)."""
+    p = subprocess.run([opslib.conduitd_path()] + list(args), stdin=subprocess.DEVNULL, capture_output=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
 class MetricsListener(unittest.TestCase):
