@@ -34,6 +34,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "client/url.hpp"
@@ -430,6 +431,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     auto& response = response_parser.get();
     const unsigned status = response.result_int();
+    if (!stopping.load() && handlers.on_handshake) {
+      std::ostringstream head;
+      head << response.base();
+      handlers.on_handshake(request, head.str());
+    }
     if (status != 101) {
       // The body says why (a 403 page, a 503 reason): read what there is within
       // the remaining handshake time.
@@ -570,10 +576,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
                     std::string_view(reinterpret_cast<const char*>(data), len));
     }
     void on_ping(const std::uint8_t* data, std::size_t len) {
+      const std::string_view payload(reinterpret_cast<const char*>(data), len);
+      impl->report_ping_pong(PingPong::ping_received, payload);
       if (c->sent_close) return;
-      impl->enqueue(*c, wire::Opcode::Pong, std::string(reinterpret_cast<const char*>(data), len));
+      impl->enqueue(*c, wire::Opcode::Pong, std::string(payload));
     }
-    void on_pong(const std::uint8_t*, std::size_t) {}
+    void on_pong(const std::uint8_t* data, std::size_t len) {
+      impl->report_ping_pong(PingPong::pong_received, std::string_view(reinterpret_cast<const char*>(data), len));
+    }
     void on_close(std::uint16_t code, std::string_view reason) {
       c->got_close = true;
       c->close_code = code;
@@ -750,8 +760,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  void report_ping_pong(PingPong event, std::string_view payload) {
+    if (!stopping.load() && handlers.on_ping_pong) handlers.on_ping_pong(event, payload);
+  }
+
   void enqueue(Conn& c, wire::Opcode op, std::string payload) {
     if (c.done) return;
+    if (op == wire::Opcode::Ping) report_ping_pong(PingPong::ping_sent, payload);
+    if (op == wire::Opcode::Pong) report_ping_pong(PingPong::pong_sent, payload);
     c.wq.push_back(Outgoing{op, std::move(payload)});
     c.write_signal.cancel();
   }
@@ -778,6 +794,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     offline_bytes += o.payload.size();
     offline.push_back(
         ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text, std::move(o.payload)});
+  }
+
+  void on_app_ping(std::string payload) {
+    if (conn && conn->opened && !conn->done && !conn->sent_close)
+      enqueue(*conn, wire::Opcode::Ping, std::move(payload));
   }
 
   // A connect attempt in progress is left to finish (bounded by its timeouts):
@@ -904,6 +925,16 @@ std::error_code Client::send(std::string_view data, MessageType type) {
     return make_error_code(ClientError::offline_queue_full);
   d.offline_bytes += data.size();
   d.offline.push_back(ClientMessage{type, std::string(data)});
+  return {};
+}
+
+std::error_code Client::ping(std::string_view payload) {
+  if (payload.size() > 125) return std::make_error_code(std::errc::message_size);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->out_open || impl_->app_closed || impl_->finished) return make_error_code(ClientError::not_open);
+  }
+  asio::post(impl_->strand, [impl = impl_, p = std::string(payload)]() mutable { impl->on_app_ping(std::move(p)); });
   return {};
 }
 
