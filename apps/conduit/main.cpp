@@ -17,6 +17,8 @@
 
 #include "cli_common.hpp"
 #include "conduit/client.hpp"
+#include "conduit/version.hpp"
+#include "conduit_build_commit.hpp"
 
 namespace conduit::cli {
 
@@ -503,6 +505,10 @@ int main(int argc, char** argv) {
   CLI::App app{"conduit: WebSocket client, one-shot sender and load generator"};
   app.footer(exit_codes_help);
   app.require_subcommand(1);
+  const std::string commit = CONDUIT_GIT_COMMIT;
+  app.set_version_flag("--version",
+                       std::string("conduit ") + CONDUIT_VERSION + (commit.empty() ? "" : " (git " + commit + ")"),
+                       "print the version (and the git commit it was built from) and exit");
   // A flag given twice takes its last value, as in most CLIs (wrappers append overrides).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 

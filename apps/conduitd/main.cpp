@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "conduit/server.hpp"
+#include "conduit/version.hpp"
+#include "conduit_build_commit.hpp"
 #include "ops/config.hpp"
 #include "ops/log.hpp"
 
@@ -33,6 +35,7 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
                         relay: to every other session connected to the same path
   --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
   --print-config        print the embedded default configuration and exit
+  --version             print the version (and the git commit it was built from) and exit
   --help                this text
 
 Once listening, conduitd prints "listening on HOST:PORT" on stdout (and, with
@@ -95,6 +98,10 @@ int main(int argc, char** argv) {
     };
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--version") {
+      const std::string commit = CONDUIT_GIT_COMMIT;
+      std::printf("conduitd %s%s\n", CONDUIT_VERSION, commit.empty() ? "" : (" (git " + commit + ")").c_str());
       return 0;
     } else if (arg == "--print-config") {
       std::fwrite(conduit::ops::default_config_toml().data(), 1, conduit::ops::default_config_toml().size(), stdout);
