@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "conduit/server.hpp"
+#include "conduit/signals.hpp"
 #include "conduit/version.hpp"
 #include "conduit_build_commit.hpp"
 #include "ops/config.hpp"
@@ -130,13 +131,6 @@ int main(int argc, char** argv) {
   }
   conduit::ops::setup_logging(cfg.log_level, cfg.log_format);
 
-  // Signals are taken by a dedicated thread with sigwait; block them
-  // everywhere else (the loop threads inherit this mask).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<conduit::Server> server;
@@ -164,6 +158,13 @@ int main(int argc, char** argv) {
     config_error(e.what());  // TLS certificate/key problems name their key
   }
   srv = server.get();
+  // Before start() creates the loop threads, so that they inherit the blocked
+  // SIGTERM/SIGINT; a second signal exits at once with status 130.
+  conduit::ShutdownOnSignal shutdown([srv](int sig) {
+    std::fprintf(stderr, "conduitd: %s received, shutting down (again to exit at once)\n",
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    srv->stop();
+  });
   try {
     server->start();
   } catch (const std::exception& e) {
@@ -178,24 +179,8 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
 
-  std::thread([srv, signals] {
-    int count = 0;
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
-      if (++count == 1) {
-        std::fprintf(stderr, "conduitd: %s received, shutting down (again to exit at once)\n",
-                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
-        srv->stop();
-      } else {
-        std::fprintf(stderr, "conduitd: second signal, exiting now\n");
-        std::_Exit(130);
-      }
-    }
-  }).detach();
-
   server->wait();
   std::fflush(stderr);
-  // Loop threads are joined; skip global destructors racing the signal thread.
+  // Loop threads are joined; skip destructors racing the signal thread.
   std::_Exit(0);
 }
