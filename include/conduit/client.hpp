@@ -87,6 +87,15 @@ struct ClientOptions {
   std::string origin;                     // Origin header; empty = none
   std::vector<std::string> subprotocols;  // offered, in preference order
 
+  // Offer permessage-deflate (RFC 7692) in the upgrade. When the server
+  // accepts, messages of 64 bytes or more go out compressed (zlib level 6,
+  // context kept between messages unless the server asks otherwise) and
+  // compressed messages are inflated, max_message_bytes applying to the
+  // inflated size (larger → we close with 1009; invalid deflate data → 1007).
+  // Off by default, as on the server: it costs CPU and memory per connection
+  // (a zlib stream each way) and only pays for compressible traffic.
+  bool compression = false;
+
   // wss:// only. Certificates are verified against the system store (or ca_file)
   // and the URL's host name; SNI is sent for host names.
   std::string ca_file;    // PEM bundle to trust instead of the system store

@@ -24,6 +24,7 @@ conduit_client_test(handshake   "ClientHandshake.*" 120 interop)
 conduit_client_test(reconnect   "ClientReconnect.*" 180 interop)
 conduit_client_test(heartbeat   "ClientHeartbeat.*" 60)
 conduit_client_test(tls         "ClientTls.*"       120 interop)
+conduit_client_test(compression "ClientCompression.*" 120 interop)
 conduit_client_test(storm       "ClientStorm.*"     240 slow)
 
 # The CLI's echo mode, driven case by case the way a conformance suite does.
