@@ -59,6 +59,9 @@ foreach(target IN LISTS CONDUIT_INSTALL_TARGETS)
   set_target_properties(${target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${rewritten}")
   # The public headers are C++20: consumers must compile as C++20 too.
   target_compile_features(${target} PUBLIC cxx_std_20)
+  # Shared libraries find each other in their own directory (RUNPATH is not
+  # inherited from the executable by the libraries it loads).
+  set_target_properties(${target} PROPERTIES INSTALL_RPATH "$ORIGIN")
 endforeach()
 
 # Inside Conduit's build (add_subdirectory, FetchContent, examples/) the same
@@ -72,6 +75,9 @@ endforeach()
 foreach(app conduitd conduit_cli)
   if(TARGET ${app})
     conduit_version_info(${app})
+    # Shared libraries: the installed binaries find them in ../lib of their
+    # own directory, wherever the prefix is.
+    set_target_properties(${app} PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
     install(TARGETS ${app} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
 endforeach()

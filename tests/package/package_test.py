@@ -85,16 +85,26 @@ def main():
         # 1. install
         run(["cmake", "--install", build_dir, "--prefix", prefix], 300)
         for path in ["include/conduit/server.hpp", "include/conduit/client.hpp", "include/conduit/client_coro.hpp",
-                     "include/conduit/signals.hpp", "include/conduit/version.hpp", "lib/libconduit.a",
-                     "lib/libconduit_wire.a", "bin/conduitd", "bin/conduit", "share/doc/conduit/README.md",
+                     "include/conduit/signals.hpp", "include/conduit/version.hpp",
+                     "bin/conduitd", "bin/conduit", "share/doc/conduit/README.md",
                      "share/doc/conduit/cli.md", "lib/cmake/conduit/conduitConfig.cmake",
                      "lib/cmake/conduit/conduitConfigVersion.cmake", "lib/pkgconfig/conduit.pc"]:
             assert os.path.exists(os.path.join(prefix, path)), f"{path} not installed"
+        for lib in ["conduit", "conduit_wire"]:  # static by default, shared with BUILD_SHARED_LIBS=ON
+            assert any(os.path.exists(os.path.join(prefix, f"lib/lib{lib}.{ext}")) for ext in ("a", "so")), \
+                f"lib{lib} not installed"
         assert not os.path.exists(os.path.join(prefix, "include/conduit/load.hpp")), "load.hpp is not in the package"
         for name in os.listdir(os.path.join(prefix, "lib/cmake/conduit")):
             text = open(os.path.join(prefix, "lib/cmake/conduit", name)).read()
             for tree in (os.path.realpath(source_dir), os.path.realpath(build_dir)):
                 assert tree not in text, f"{name} refers to {tree}: the package must not need the build tree"
+        # --version names the commit the binaries were built from.
+        head = subprocess.run(["git", "-C", source_dir, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=STEP)
+        if head.returncode == 0:
+            for exe in ("conduit", "conduitd"):
+                version = run([os.path.join(build_dir, exe), "--version"], STEP).stdout
+                assert f"(git {head.stdout.strip()}" in version, f"{exe} --version: {version!r}, HEAD {head.stdout}"
         installed_cli = os.path.join(prefix, "bin/conduit")
         version = run([installed_cli, "--version"], STEP).stdout
         assert re.fullmatch(r"conduit \d+\.\d+\.\d+( \(git [0-9a-f]+(-dirty)?\))?\n", version), version
@@ -117,7 +127,9 @@ def main():
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(prefix, "lib/pkgconfig"))
         flags = run(["pkg-config", "--cflags", "--libs", "conduit"], STEP, env=env).stdout.split()
         echo_pc = os.path.join(prefix, "echo_server_pkgconfig")
-        run([cxx, "-O1", "-o", echo_pc, os.path.join(source_dir, "examples/echo_server.cpp"), *flags], 600)
+        # The rpath only matters for a shared build (pkg-config gives no run path).
+        run([cxx, "-O1", "-o", echo_pc, os.path.join(source_dir, "examples/echo_server.cpp"), *flags,
+             f"-Wl,-rpath,{os.path.join(prefix, 'lib')}"], 600)
 
         # 4. run them
         check_echo(os.path.join(examples_build, "echo_server"), installed_cli,
