@@ -57,11 +57,16 @@ foreach(target IN LISTS CONDUIT_INSTALL_TARGETS)
   list(APPEND rewritten "$<BUILD_INTERFACE:${CONDUIT_GENERATED_DIR}/include>"
                         "$<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>")
   set_target_properties(${target} PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${rewritten}")
-  # The public headers are C++20: consumers must compile as C++20 too.
-  target_compile_features(${target} PUBLIC cxx_std_20)
-  # Shared libraries find each other in their own directory (RUNPATH is not
-  # inherited from the executable by the libraries it loads).
-  set_target_properties(${target} PROPERTIES INSTALL_RPATH "$ORIGIN")
+  get_target_property(type ${target} TYPE)
+  if(type STREQUAL "INTERFACE_LIBRARY")  # e.g. an umbrella target that only links the parts
+    target_compile_features(${target} INTERFACE cxx_std_20)
+  else()
+    # The public headers are C++20: consumers must compile as C++20 too.
+    target_compile_features(${target} PUBLIC cxx_std_20)
+    # Shared libraries find each other in their own directory (RUNPATH is not
+    # inherited from the executable by the libraries it loads).
+    set_target_properties(${target} PROPERTIES INSTALL_RPATH "$ORIGIN")
+  endif()
 endforeach()
 
 # Inside Conduit's build (add_subdirectory, FetchContent, examples/) the same
@@ -109,11 +114,14 @@ install(FILES ${PROJECT_BINARY_DIR}/conduitConfig.cmake ${PROJECT_BINARY_DIR}/co
 set(CONDUIT_PC_LIBS "")
 set(CONDUIT_PC_CFLAGS "")
 foreach(target IN LISTS CONDUIT_INSTALL_TARGETS)
-  get_target_property(name ${target} OUTPUT_NAME)
-  if(NOT name)
-    set(name ${target})
+  get_target_property(type ${target} TYPE)
+  if(NOT type STREQUAL "INTERFACE_LIBRARY")  # no file to link
+    get_target_property(name ${target} OUTPUT_NAME)
+    if(NOT name)
+      set(name ${target})
+    endif()
+    string(APPEND CONDUIT_PC_LIBS " -l${name}")
   endif()
-  string(APPEND CONDUIT_PC_LIBS " -l${name}")
   get_target_property(defs ${target} INTERFACE_COMPILE_DEFINITIONS)
   if(defs)
     foreach(def IN LISTS defs)

@@ -90,9 +90,13 @@ def main():
                      "share/doc/conduit/cli.md", "lib/cmake/conduit/conduitConfig.cmake",
                      "lib/cmake/conduit/conduitConfigVersion.cmake", "lib/pkgconfig/conduit.pc"]:
             assert os.path.exists(os.path.join(prefix, path)), f"{path} not installed"
-        for lib in ["conduit", "conduit_wire"]:  # static by default, shared with BUILD_SHARED_LIBS=ON
+        # Every library conduit.pc links is installed: static by default, shared with BUILD_SHARED_LIBS=ON.
+        pc_libs = re.search(r"^Libs: (.*)$", open(os.path.join(prefix, "lib/pkgconfig/conduit.pc")).read(), re.M)
+        libs = re.findall(r"-l(\S+)", pc_libs.group(1))
+        assert "conduit_wire" in libs, f"conduit.pc links {libs}"
+        for lib in libs:
             assert any(os.path.exists(os.path.join(prefix, f"lib/lib{lib}.{ext}")) for ext in ("a", "so")), \
-                f"lib{lib} not installed"
+                f"lib{lib} (in conduit.pc) not installed"
         assert not os.path.exists(os.path.join(prefix, "include/conduit/load.hpp")), "load.hpp is not in the package"
         for name in os.listdir(os.path.join(prefix, "lib/cmake/conduit")):
             text = open(os.path.join(prefix, "lib/cmake/conduit", name)).read()
@@ -104,7 +108,8 @@ def main():
         if head.returncode == 0:
             for exe in ("conduit", "conduitd"):
                 version = run([os.path.join(build_dir, exe), "--version"], STEP).stdout
-                assert f"(git {head.stdout.strip()}" in version, f"{exe} --version: {version!r}, HEAD {head.stdout}"
+                assert f"(git {head.stdout.strip()}" in version, \
+                    f"{exe} --version: {version!r}, HEAD {head.stdout} (built before the last commit? rebuild)"
         installed_cli = os.path.join(prefix, "bin/conduit")
         version = run([installed_cli, "--version"], STEP).stdout
         assert re.fullmatch(r"conduit \d+\.\d+\.\d+( \(git [0-9a-f]+(-dirty)?\))?\n", version), version
