@@ -62,6 +62,7 @@ struct ConnectionFlags {
   std::size_t max_message_bytes = 16u << 20;
   bool verbose = false;
   bool show_ping_pong = false;
+  bool compression = false;
 };
 
 // A repeatable option takes exactly one value per occurrence. CLI11 lets a
@@ -91,6 +92,8 @@ void add_connection_flags(CLI::App* cmd, ConnectionFlags& f) {
   cmd->add_flag("--verbose", f.verbose,
                 "print the upgrade request ('> ' lines) and response headers ('< ' lines) on stderr");
   cmd->add_flag("--show-ping-pong", f.show_ping_pong, "print every ping and pong sent or received on stderr");
+  cmd->add_flag("--compression", f.compression,
+                "offer permessage-deflate; used when the server accepts (see --verbose's response headers)");
 }
 
 // Fills options from flags; prints the problem and returns false on a bad value.
@@ -126,6 +129,7 @@ bool make_options(const ConnectionFlags& f, ClientOptions& o) {
   o.ca_file = f.ca_file;
   o.insecure = f.insecure;
   o.max_message_bytes = f.max_message_bytes;
+  o.compression = f.compression;
   // An echo of the largest message must always fit the send queue.
   o.send_queue_bytes = std::max(o.send_queue_bytes, 2 * f.max_message_bytes);
   return true;

@@ -52,7 +52,7 @@ if(TARGET conduit_cli)
   add_test(NAME client.cli_commands
     COMMAND ${CONDUIT_PYTHON} ${CONDUIT_CLIENT_TESTS_DIR}/cli_commands_test.py $<TARGET_FILE:conduit_cli>)
   set_tests_properties(client.cli_commands PROPERTIES
-    LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+    LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;CONDUIT_NODE=${CONDUIT_NODE}")
 endif()
 
 # docs/cli.md lists every command, flag and exit status that `--help` shows.

@@ -6,8 +6,8 @@ exit status of each command.
 Covers: repeatable options followed by the URL, `send -` / `send @FILE` /
 `--binary`, `send --timeout` closing with a close frame, `--verbose`,
 `--show-ping-pong`, the `/ping` and `/close` stdin commands of `connect`,
-`connect --max-attempts`, and 4xx refusals ending the run (exit 3) unless
-`--retry-all`.
+`connect --max-attempts`, 4xx refusals ending the run (exit 3) unless
+`--retry-all`, and `--compression` against Node ws.
 
 Usage: cli_commands_test.py PATH_TO_CONDUIT
 """
@@ -15,6 +15,7 @@ import asyncio
 import base64
 import hashlib
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -295,9 +296,34 @@ async def case_retry_all(conduit):
     assert "is final" not in err, err
 
 
+async def case_compression(conduit):
+    """--compression against Node ws with perMessageDeflate: negotiated, and the echo is right both ways."""
+    node = os.environ.get("CONDUIT_NODE") or shutil.which("node")
+    server = await asyncio.create_subprocess_exec(
+        node, os.path.join(os.path.dirname(os.path.abspath(__file__)), "node_echo_server.js"), "--deflate",
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(server.stdout.readline(), STEP)).decode()
+        port = int(line.strip().rsplit(":", 1)[1])
+        message = "compress me " * 1000
+        status, out, err = await run(conduit, "send", "--compression", "--verbose", f"ws://127.0.0.1:{port}/",
+                                     message, "--wait", "1")
+        check(status, out, err, 0, message + "\n")
+        lines = err.splitlines()
+        assert any(l.startswith("> Sec-WebSocket-Extensions: permessage-deflate") for l in lines), err
+        assert any(l.startswith("< Sec-WebSocket-Extensions: permessage-deflate") for l in lines), err
+        # Without the flag nothing is offered.
+        status, out, err = await run(conduit, "send", "--verbose", f"ws://127.0.0.1:{port}/", "plain", "--wait", "1")
+        check(status, out, err, 0, "plain\n")
+        assert "Sec-WebSocket-Extensions" not in err, err
+    finally:
+        server.kill()
+        await server.wait()
+
+
 CASES = [case_header_before_url, case_subprotocols_before_url, case_send_stdin, case_send_file_binary,
          case_send_missing_file, case_send_timeout_closes, case_verbose, case_ping_close_commands, case_max_attempts,
-         case_4xx_is_final, case_429_retried, case_retry_all]
+         case_4xx_is_final, case_429_retried, case_retry_all, case_compression]
 
 
 def main():
