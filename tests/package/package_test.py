@@ -102,14 +102,18 @@ def main():
             text = open(os.path.join(prefix, "lib/cmake/conduit", name)).read()
             for tree in (os.path.realpath(source_dir), os.path.realpath(build_dir)):
                 assert tree not in text, f"{name} refers to {tree}: the package must not need the build tree"
-        # --version names the commit the binaries were built from.
-        head = subprocess.run(["git", "-C", source_dir, "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                              text=True, timeout=STEP)
+        # --version names the commit the binaries were built from: HEAD, or one
+        # of its ancestors when commits were made after the build.
+        head = subprocess.run(["git", "-C", source_dir, "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=STEP)
         if head.returncode == 0:
             for exe in ("conduit", "conduitd"):
                 version = run([os.path.join(build_dir, exe), "--version"], STEP).stdout
-                assert f"(git {head.stdout.strip()}" in version, \
-                    f"{exe} --version: {version!r}, HEAD {head.stdout} (built before the last commit? rebuild)"
+                m = re.search(r"\(git ([0-9a-f]{12})(-dirty)?\)", version)
+                assert m, f"{exe} --version names no commit although built from git: {version!r}"
+                ancestor = subprocess.run(["git", "-C", source_dir, "merge-base", "--is-ancestor", m.group(1),
+                                           head.stdout.strip()], capture_output=True, timeout=STEP)
+                assert ancestor.returncode == 0, f"{exe} --version: {m.group(1)} is not HEAD or an ancestor of it"
         installed_cli = os.path.join(prefix, "bin/conduit")
         version = run([installed_cli, "--version"], STEP).stdout
         assert re.fullmatch(r"conduit \d+\.\d+\.\d+( \(git [0-9a-f]+(-dirty)?\))?\n", version), version
