@@ -2,15 +2,23 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <charconv>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cli_common.hpp"
 #include "conduit/client.hpp"
+#include "conduit/version.hpp"
+#include "conduit_build_commit.hpp"
 
 namespace conduit::cli {
 
@@ -29,16 +37,26 @@ struct ConnectionFlags {
   std::string reconnect_initial = "500ms";
   std::string reconnect_max = "30s";
   std::size_t max_message_bytes = 16u << 20;
+  bool verbose = false;
+  bool show_ping_pong = false;
+  bool compression = false;
 };
+
+// A repeatable option takes exactly one value per occurrence. CLI11 lets a
+// vector option keep taking the words that follow it (the URL, the message)
+// unless extra arguments are disallowed explicitly.
+CLI::Option* add_repeatable(CLI::App* cmd, const std::string& name, std::vector<std::string>& into,
+                            const std::string& help) {
+  return cmd->add_option(name, into, help)
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+}
 
 void add_connection_flags(CLI::App* cmd, ConnectionFlags& f) {
   cmd->add_option("URL", f.url, "ws://host[:port][/path][?query] or wss://...; IPv6 as ws://[::1]:port/")->required();
-  cmd->add_option("--subprotocol", f.subprotocols, "offer this subprotocol (repeatable, in preference order)")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  cmd->add_option("--header", f.headers, "extra request header 'Name: value' (repeatable)")
-      ->expected(1)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  add_repeatable(cmd, "--subprotocol", f.subprotocols, "offer this subprotocol (repeatable, in preference order)");
+  add_repeatable(cmd, "--header", f.headers, "extra request header 'Name: value' (repeatable)");
   cmd->add_option("--origin", f.origin, "Origin header");
   cmd->add_option("--ca", f.ca_file, "PEM file of CA certificates to trust for wss:// (instead of the system store)");
   cmd->add_flag("--insecure", f.insecure, "wss://: do not verify the server certificate (testing only)");
@@ -48,6 +66,11 @@ void add_connection_flags(CLI::App* cmd, ConnectionFlags& f) {
   cmd->add_option("--reconnect-max", f.reconnect_max, "largest backoff window (default 30s)");
   cmd->add_option("--max-message-bytes", f.max_message_bytes,
                   "largest message accepted; larger → close 1009 (default 16777216)");
+  cmd->add_flag("--verbose", f.verbose,
+                "print the upgrade request ('> ' lines) and response headers ('< ' lines) on stderr");
+  cmd->add_flag("--show-ping-pong", f.show_ping_pong, "print every ping and pong sent or received on stderr");
+  cmd->add_flag("--compression", f.compression,
+                "offer permessage-deflate; used when the server accepts (see --verbose's response headers)");
 }
 
 // Fills options from flags; prints the problem and returns false on a bad value.
@@ -83,6 +106,7 @@ bool make_options(const ConnectionFlags& f, ClientOptions& o) {
   o.ca_file = f.ca_file;
   o.insecure = f.insecure;
   o.max_message_bytes = f.max_message_bytes;
+  o.compression = f.compression;
   // An echo of the largest message must always fit the send queue.
   o.send_queue_bytes = std::max(o.send_queue_bytes, 2 * f.max_message_bytes);
   return true;
@@ -109,16 +133,50 @@ void print_message(std::string_view data, MessageType type, bool raw) {
   std::fflush(stdout);
 }
 
+// A control frame payload as one printable token: "text" with \xNN escapes.
+std::string quoted(std::string_view payload) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (unsigned char ch : payload) {
+    if (ch == '"' || ch == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(ch));
+    } else if (ch >= 0x20 && ch < 0x7f) {
+      out.push_back(static_cast<char>(ch));
+    } else {
+      out += "\\x";
+      out.push_back(digits[ch >> 4]);
+      out.push_back(digits[ch & 0xF]);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+// Prints HTTP text (CRLF lines, ending with an empty line) with a prefix per line.
+void print_http_head(const char* prefix, std::string_view head) {
+  while (!head.empty()) {
+    const std::size_t eol = head.find("\r\n");
+    const std::string_view line = head.substr(0, eol);
+    if (line.empty()) break;
+    std::fprintf(stderr, "%s%.*s\n", prefix, static_cast<int>(line.size()), line.data());
+    if (eol == std::string_view::npos) break;
+    head.remove_prefix(eol + 2);
+  }
+}
+
 // What happened to the last connection, to choose the exit status.
 struct Outcome {
   std::mutex mu;
   bool ever_opened = false;
   bool app_closed = false;
+  bool refused = false;          // a 4xx refusal ended the run (no retry)
   std::error_code last_error;    // of the last connection or attempt; cleared on open
   std::uint16_t close_code = 0;  // of the last connection
 
   int exit_status() {
     std::lock_guard lock(mu);
+    if (refused) return exit_code::connect_failed;
     if (last_error == ClientError::protocol_error || last_error == ClientError::invalid_payload ||
         last_error == ClientError::message_too_big) {
       return exit_code::protocol_violation;
@@ -132,8 +190,27 @@ struct Outcome {
   }
 };
 
-ClientHandlers make_reporting_handlers(Outcome& outcome, bool quiet_open) {
+// A 4xx answer (other than 429 Too Many Requests) says the request itself is
+// wrong (bad path, missing credentials, forbidden origin): repeating it
+// unchanged cannot succeed, so the run stops instead of retrying forever.
+bool is_final_refusal(const ClientFailure& f) {
+  return f.code == ClientError::handshake_rejected && f.http_status >= 400 && f.http_status < 500 &&
+         f.http_status != 429;
+}
+
+ClientHandlers make_reporting_handlers(Outcome& outcome, const ConnectionFlags& flags, bool quiet_open) {
   ClientHandlers h;
+  if (flags.verbose) {
+    h.on_handshake = [](std::string_view request, std::string_view response) {
+      print_http_head("> ", request);
+      print_http_head("< ", response);
+    };
+  }
+  if (flags.show_ping_pong) {
+    h.on_ping_pong = [](PingPong event, std::string_view payload) {
+      std::fprintf(stderr, "conduit: %s %s\n", to_string(event), quoted(payload).c_str());
+    };
+  }
   h.on_open = [&outcome, quiet_open](const std::string& subprotocol) {
     {
       std::lock_guard lock(outcome.mu);
@@ -182,13 +259,93 @@ ClientHandlers make_reporting_handlers(Outcome& outcome, bool quiet_open) {
   _exit(status);
 }
 
-int run_connect(const ConnectionFlags& flags, bool echo, bool no_reconnect, bool raw) {
+struct ConnectSettings {
+  bool echo = false;
+  bool no_reconnect = false;
+  bool raw = false;
+  unsigned max_attempts = 0;
+  bool retry_all = false;
+};
+
+// A stdin line in `connect`: a command (/ping, /close) or a message to send.
+// Returns false when reading stdin should stop (after /close).
+bool handle_input_line(Client& client, Outcome& outcome, std::string line) {
+  auto command_arg = [&line](std::string_view name) -> std::optional<std::string> {
+    if (line.compare(0, name.size(), name) != 0) return std::nullopt;
+    if (line.size() == name.size()) return std::string{};
+    if (line[name.size()] != ' ') return std::nullopt;
+    return line.substr(name.size() + 1);
+  };
+  if (auto payload = command_arg("/ping")) {
+    if (auto ec = client.ping(*payload)) {
+      std::fprintf(
+          stderr, "conduit: /ping: %s\n",
+          ec == std::errc::message_size ? "payload longer than 125 bytes" : "not connected (pings are not queued)");
+    }
+    return true;
+  }
+  if (auto args = command_arg("/close")) {
+    std::uint16_t code = close_code::normal;
+    std::string reason;
+    if (!args->empty()) {
+      const std::size_t space = args->find(' ');
+      const std::string code_text = args->substr(0, space);
+      if (space != std::string::npos) reason = args->substr(space + 1);
+      unsigned value = 0;
+      auto [ptr, ec] = std::from_chars(code_text.data(), code_text.data() + code_text.size(), value);
+      // Codes an endpoint may send (RFC 6455 §7.4): the defined ones except
+      // 1004-1006 and 1015, and the 3000-4999 application range.
+      const bool sendable =
+          (value >= 1000 && value <= 1003) || (value >= 1007 && value <= 1014) || (value >= 3000 && value <= 4999);
+      if (ec != std::errc{} || ptr != code_text.data() + code_text.size() || !sendable) {
+        std::fprintf(stderr, "conduit: /close: '%s' is not a close code to send (1000-1003, 1007-1014, 3000-4999)\n",
+                     code_text.c_str());
+        return true;
+      }
+      if (reason.size() > 123) {
+        std::fprintf(stderr, "conduit: /close: reason longer than 123 bytes\n");
+        return true;
+      }
+      code = static_cast<std::uint16_t>(value);
+    }
+    {
+      std::lock_guard lock(outcome.mu);
+      outcome.app_closed = true;
+    }
+    client.close(code, reason);
+    return false;
+  }
+  // "//text" sends "/text": the escape for a message that starts like a command.
+  if (line.compare(0, 2, "//") == 0) line.erase(0, 1);
+  if (auto ec = client.send(line)) {
+    std::fprintf(stderr, "conduit: not sent: %s\n", ec.message().c_str());
+    if (ec == ClientError::not_open) return false;
+  }
+  return true;
+}
+
+int run_connect(const ConnectionFlags& flags, const ConnectSettings& settings) {
+  const bool echo = settings.echo;
+  const bool raw = settings.raw;
   ClientOptions options;
   if (!make_options(flags, options)) return exit_code::usage;
-  options.reconnect.enabled = !no_reconnect;
+  options.reconnect.enabled = !settings.no_reconnect;
+  options.reconnect.max_attempts = settings.max_attempts;
   Outcome outcome;
-  ClientHandlers handlers = make_reporting_handlers(outcome, false);
+  ClientHandlers handlers = make_reporting_handlers(outcome, flags, false);
   std::atomic<Client*> client_ptr{nullptr};
+  if (!settings.retry_all) {
+    handlers.on_error = [&outcome, &client_ptr, report = std::move(handlers.on_error)](const ClientFailure& f) {
+      report(f);
+      if (!is_final_refusal(f)) return;
+      std::fprintf(stderr, "conduit: HTTP %u is final: not retrying (--retry-all retries it)\n", f.http_status);
+      {
+        std::lock_guard lock(outcome.mu);
+        outcome.refused = true;
+      }
+      client_ptr.load()->close(close_code::normal);
+    };
+  }
   if (echo) {
     handlers.on_message = [&client_ptr](std::string_view data, MessageType type) {
       if (auto ec = client_ptr.load()->send(data, type)) {
@@ -214,10 +371,7 @@ int run_connect(const ConnectionFlags& flags, bool echo, bool no_reconnect, bool
       std::string line;
       while (std::getline(std::cin, line)) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (auto ec = client->send(line)) {
-          std::fprintf(stderr, "conduit: not sent: %s\n", ec.message().c_str());
-          if (ec == ClientError::not_open) break;
-        }
+        if (!handle_input_line(*client, outcome, std::move(line))) return;
       }
       {
         std::lock_guard lock(outcome.mu);
@@ -230,8 +384,37 @@ int run_connect(const ConnectionFlags& flags, bool echo, bool no_reconnect, bool
   exit_now(outcome.exit_status());
 }
 
-int run_send(const ConnectionFlags& flags, const std::string& message, unsigned wait_count, const std::string& timeout,
-             bool binary) {
+// The message `send` sends: MESSAGE as given, "-" for all of stdin, "@FILE"
+// for a file's contents, each sent whole as one message.
+std::optional<std::string> load_message(const std::string& argument) {
+  if (argument == "-") {
+    std::string data{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    if (std::cin.bad()) {
+      std::fprintf(stderr, "conduit: -: cannot read stdin: %s\n", std::strerror(errno));
+      return std::nullopt;
+    }
+    return data;
+  }
+  if (!argument.empty() && argument.front() == '@') {
+    const std::string path = argument.substr(1);
+    std::ifstream file(path, std::ios::binary);
+    if (!file) {
+      std::fprintf(stderr, "conduit: %s: cannot open: %s\n", argument.c_str(), std::strerror(errno));
+      return std::nullopt;
+    }
+    std::ostringstream data;
+    data << file.rdbuf();
+    if (file.bad()) {
+      std::fprintf(stderr, "conduit: %s: cannot read: %s\n", argument.c_str(), std::strerror(errno));
+      return std::nullopt;
+    }
+    return std::move(data).str();
+  }
+  return argument;
+}
+
+int run_send(const ConnectionFlags& flags, const std::string& message_argument, unsigned wait_count,
+             const std::string& timeout, bool binary) {
   ClientOptions options;
   if (!make_options(flags, options)) return exit_code::usage;
   auto deadline = parse_duration(timeout);
@@ -239,9 +422,14 @@ int run_send(const ConnectionFlags& flags, const std::string& message, unsigned 
     std::fprintf(stderr, "conduit: --timeout: bad duration '%s' (%s)\n", timeout.c_str(), duration_help);
     return exit_code::usage;
   }
+  const std::optional<std::string> message = load_message(message_argument);
+  if (!message) return exit_code::usage;
+  // The whole message must fit the queue it waits in before the upgrade.
+  options.offline_queue_bytes = std::max(options.offline_queue_bytes, message->size());
+  options.send_queue_bytes = std::max(options.send_queue_bytes, message->size());
   options.reconnect.enabled = false;
   Outcome outcome;
-  ClientHandlers handlers = make_reporting_handlers(outcome, true);
+  ClientHandlers handlers = make_reporting_handlers(outcome, flags, true);
   handlers.on_state = {};
   std::atomic<Client*> client_ptr{nullptr};
   std::atomic<unsigned> received{0};
@@ -263,7 +451,10 @@ int run_send(const ConnectionFlags& flags, const std::string& message, unsigned 
   }
   client_ptr.store(client.get());
   // Queued before start: it goes out first thing after the upgrade.
-  client->send(message, binary ? MessageType::Binary : MessageType::Text);
+  if (auto ec = client->send(*message, binary ? MessageType::Binary : MessageType::Text)) {
+    std::fprintf(stderr, "conduit: not sent: %s\n", ec.message().c_str());
+    return exit_code::usage;
+  }
   if (wait_count == 0) {
     std::lock_guard lock(outcome.mu);
     outcome.app_closed = true;
@@ -273,6 +464,13 @@ int run_send(const ConnectionFlags& flags, const std::string& message, unsigned 
   if (!client->wait(*deadline)) {
     std::fprintf(stderr, "conduit: timeout: %u of %u messages after %s\n", received.load(), wait_count,
                  timeout.c_str());
+    // Leave with a close handshake (1001: this endpoint is going away), bounded
+    // by close_timeout, so the server sees a clean close rather than a drop.
+    // An attempt still connecting has nothing to close.
+    if (client->state() == ClientState::Open) {
+      client->close(close_code::going_away, "timeout");
+      client->wait(options.close_timeout);
+    }
     exit_now(exit_code::timeout);
   }
   if (received.load() < wait_count && outcome.exit_status() == exit_code::ok) exit_now(exit_code::connection_lost);
@@ -288,22 +486,31 @@ int main(int argc, char** argv) {
   CLI::App app{"conduit: WebSocket client, one-shot sender and load generator"};
   app.footer(exit_codes_help);
   app.require_subcommand(1);
+  const std::string commit = CONDUIT_GIT_COMMIT;
+  app.set_version_flag("--version",
+                       std::string("conduit ") + CONDUIT_VERSION + (commit.empty() ? "" : " (git " + commit + ")"),
+                       "print the version (and the git commit it was built from) and exit");
   // A flag given twice takes its last value, as in most CLIs (wrappers append overrides).
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   ConnectionFlags connect_flags;
-  bool echo = false;
-  bool no_reconnect = false;
-  bool raw = false;
+  ConnectSettings connect_settings;
   CLI::App* connect = app.add_subcommand(
       "connect",
       "Connect and stay connected: print each message received (text as is, binary as '[binary N bytes] <hex>'), "
-      "send each stdin line as a text message, close normally at stdin EOF. State changes and backoff go to stderr.");
+      "send each stdin line as a text message, close normally at stdin EOF. State changes and backoff go to stderr. "
+      "Stdin commands: '/ping [data]' sends a ping, '/close [code [reason]]' closes and exits, "
+      "'//text' sends '/text'.");
   add_connection_flags(connect, connect_flags);
-  connect->add_flag("--echo", echo, "send every message received back with its opcode; stdin is not read");
-  connect->add_flag("--no-reconnect", no_reconnect,
+  connect->add_flag("--echo", connect_settings.echo,
+                    "send every message received back with its opcode; stdin is not read");
+  connect->add_flag("--no-reconnect", connect_settings.no_reconnect,
                     "exit when the connection ends: 0 after a normal close, non-zero otherwise");
-  connect->add_flag("--raw", raw, "print binary messages as raw bytes instead of hex");
+  connect->add_flag("--raw", connect_settings.raw, "print binary messages as raw bytes instead of hex");
+  connect->add_option("--max-attempts", connect_settings.max_attempts,
+                      "give up after N reconnect attempts in a row fail (default 0: never)");
+  connect->add_flag("--retry-all", connect_settings.retry_all,
+                    "also retry upgrades refused with a 4xx status (by default they exit 3 at once; 429 is retried)");
   connect->footer(exit_codes_help);
 
   ConnectionFlags send_flags;
@@ -313,10 +520,11 @@ int main(int argc, char** argv) {
   bool binary = false;
   CLI::App* send = app.add_subcommand("send", "Send one message, print the next N messages received, close.");
   add_connection_flags(send, send_flags);
-  send->add_option("MESSAGE", message, "the message to send")->required();
+  send->add_option("MESSAGE", message, "the message to send; '-' = all of stdin, '@FILE' = the file's contents")
+      ->required();
   send->add_option("--wait", wait_count, "print this many messages received before closing (default 0)");
-  send->add_option("--timeout", timeout, "give up (exit 5) after this long (default 10s)");
-  send->add_flag("--binary", binary, "send MESSAGE as a binary message");
+  send->add_option("--timeout", timeout, "give up after this long: close with 1001 'timeout', exit 5 (default 10s)");
+  send->add_flag("--binary", binary, "send the message as a binary message (text must be UTF-8)");
   send->footer(exit_codes_help);
 
   auto run_bench = add_bench_commands(app);
@@ -327,7 +535,7 @@ int main(int argc, char** argv) {
     const int status = app.exit(e);
     return status == 0 ? 0 : exit_code::usage;
   }
-  if (connect->parsed()) return run_connect(connect_flags, echo, no_reconnect, raw);
+  if (connect->parsed()) return run_connect(connect_flags, connect_settings);
   if (send->parsed()) return run_send(send_flags, message, wait_count, timeout, binary);
   const int bench_status = run_bench();
   if (bench_status >= 0) return bench_status;

@@ -23,6 +23,9 @@
 #include "conduit/config.hpp"
 #include "conduit/log.hpp"
 #include "conduit/server.hpp"
+#include "conduit/signals.hpp"
+#include "conduit/version.hpp"
+#include "conduit_build_commit.hpp"
 
 namespace {
 
@@ -37,6 +40,7 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
   --print-config        print the merged configuration (defaults + file + --set) as TOML and exit
   --check               validate the configuration (including TLS files) without binding;
                         exit 0 if valid, 2 with the error naming the key otherwise
+  --version             print the version (and the git commit it was built from) and exit
   --help                this text
 
 Once listening, conduitd prints "listening on HOST:PORT" on stdout (and, with
@@ -131,6 +135,10 @@ int main(int argc, char** argv) {
     if (arg == "--help" || arg == "-h") {
       std::fputs(kUsage, stdout);
       return 0;
+    } else if (arg == "--version") {
+      const std::string commit = CONDUIT_GIT_COMMIT;
+      std::printf("conduitd %s%s\n", CONDUIT_VERSION, commit.empty() ? "" : (" (git " + commit + ")").c_str());
+      return 0;
     } else if (arg == "--print-config") {
       print_config = true;
     } else if (arg == "--check") {
@@ -167,13 +175,6 @@ int main(int argc, char** argv) {
   conduit::configure_logging(log_options);
   g_json_log = cfg.log_format == conduit::LogFormat::json;
 
-  // Signals are taken by a dedicated thread with sigwait; block them
-  // everywhere else (the loop threads inherit this mask).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
   std::unique_ptr<conduit::Server> server;
@@ -212,6 +213,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   srv = server.get();
+  // Before start() creates the loop threads, so that they inherit the blocked
+  // SIGTERM/SIGINT; a second signal exits at once with status 130.
+  conduit::ShutdownOnSignal shutdown([srv](int sig) {
+    const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+    notice(conduit::LogLevel::info, "event=signal signal=" + name + " action=shutdown",
+           name + " received, shutting down (again to exit at once)");
+    srv->stop();
+  });
   try {
     server->start();
   } catch (const std::exception& e) {
@@ -226,25 +235,8 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
 
-  std::thread([srv, signals] {
-    int count = 0;
-    for (;;) {
-      int sig = 0;
-      if (sigwait(&signals, &sig) != 0) continue;
-      const std::string name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
-      if (++count == 1) {
-        notice(conduit::LogLevel::info, "event=signal signal=" + name + " action=shutdown",
-               name + " received, shutting down (again to exit at once)");
-        srv->stop();
-      } else {
-        notice(conduit::LogLevel::warn, "event=signal signal=" + name + " action=exit", "second signal, exiting now");
-        std::_Exit(130);
-      }
-    }
-  }).detach();
-
   server->wait();
   std::fflush(stderr);
-  // Loop threads are joined; skip global destructors racing the signal thread.
+  // Loop threads are joined; skip destructors racing the signal thread.
   std::_Exit(0);
 }

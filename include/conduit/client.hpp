@@ -87,6 +87,15 @@ struct ClientOptions {
   std::string origin;                     // Origin header; empty = none
   std::vector<std::string> subprotocols;  // offered, in preference order
 
+  // Offer permessage-deflate (RFC 7692) in the upgrade. When the server
+  // accepts, messages of 64 bytes or more go out compressed (zlib level 6,
+  // context kept between messages unless the server asks otherwise) and
+  // compressed messages are inflated, max_message_bytes applying to the
+  // inflated size (larger → we close with 1009; invalid deflate data → 1007).
+  // Off by default, as on the server: it costs CPU and memory per connection
+  // (a zlib stream each way) and only pays for compressible traffic.
+  bool compression = false;
+
   // wss:// only. Certificates are verified against the system store (or ca_file)
   // and the URL's host name; SNI is sent for host names.
   std::string ca_file;    // PEM bundle to trust instead of the system store
@@ -121,6 +130,15 @@ struct ClientFailure {
   std::string message() const;   // one line: code message + detail
 };
 
+// A ping or pong frame seen on an open connection (ClientHandlers::on_ping_pong).
+enum class PingPong : std::uint8_t {
+  ping_sent,      // our heartbeat or Client::ping()
+  ping_received,  // the server's ping (answered with a pong automatically)
+  pong_sent,      // our automatic answer to the server's ping
+  pong_received,  // the server's pong (or an unsolicited one)
+};
+const char* to_string(PingPong p) noexcept;
+
 struct ClientMessage {
   MessageType type = MessageType::Text;
   std::string data;
@@ -138,6 +156,14 @@ struct ClientHandlers {
   // A connect attempt failed or a connection failed; reconnect follows if enabled.
   std::function<void(const ClientFailure&)> on_error;
   std::function<void(const ClientStateEvent&)> on_state;
+  // The upgrade exchange of each attempt that got an HTTP response: the request
+  // as sent and the response's status line and headers, each as HTTP text
+  // ("GET / HTTP/1.1\r\nHost: ...\r\n\r\n"). Called before on_open, or before
+  // on_error when the upgrade was refused. For diagnostics (`conduit --verbose`).
+  std::function<void(std::string_view request, std::string_view response)> on_handshake;
+  // Every ping and pong sent or received (control frames are otherwise handled
+  // by the client itself). The payload is at most 125 bytes.
+  std::function<void(PingPong event, std::string_view payload)> on_ping_pong;
 };
 
 class Client;
@@ -174,6 +200,12 @@ class Client {
   // connecting/reconnecting it waits in the offline queue. Returns
   // offline_queue_full, send_queue_full or not_open (closed for good) when not queued.
   std::error_code send(std::string_view data, MessageType type = MessageType::Text);
+
+  // Sends a ping with this payload (at most 125 bytes, RFC 6455 §5.5) on the
+  // open connection; the server's pong arrives through on_ping_pong. Returns
+  // std::errc::message_size for a longer payload and not_open when no
+  // connection is open (pings are never queued offline).
+  std::error_code ping(std::string_view payload = {});
 
   // Normal close by the application: close handshake with code, no reconnect.
   // Messages already accepted by send() go out before the close frame. During a

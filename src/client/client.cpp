@@ -34,13 +34,17 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 
+#include "client/retry_after.hpp"
 #include "client/url.hpp"
 #include "ops/log.hpp"
+#include "wire/deflate.hpp"
 #include "wire/frame.hpp"
 #include "wire/handshake.hpp"
 #include "wire/parser.hpp"
+#include "wire/utf8.hpp"
 
 namespace conduit {
 
@@ -83,14 +87,11 @@ ClientError classify_transport_error(const boost::system::error_code& ec) {
   return ClientError::connection_aborted;
 }
 
-// Retry-After (RFC 9110 §10.2.3) in its delay-seconds form.
-std::optional<ClientDuration> parse_retry_after(std::string_view value) {
-  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
-  unsigned long seconds = 0;
-  auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
-  if (ec != std::errc{} || ptr != value.data() + value.size()) return std::nullopt;
-  return std::chrono::duration_cast<ClientDuration>(std::chrono::seconds(std::min(seconds, 86400UL)));
+// The permessage-deflate settings the client offers with ClientOptions::compression.
+wire::DeflateConfig client_deflate_config() {
+  wire::DeflateConfig config;
+  config.enabled = true;
+  return config;
 }
 
 // 1012/1013 carry no standard hint; a reason such as "retry after 5" or
@@ -163,16 +164,22 @@ struct Conn {
   asio::steady_timer read_resume;  // the reader sleeps on it while read() consumers lag
   std::vector<std::shared_ptr<Watchdog>> watchdogs;
 
-  std::string pending_input;  // bytes that arrived with the 101 response
-  std::deque<Outgoing> wq;    // frames waiting for the writer
-  bool opened = false;        // 101 validated
-  bool done = false;          // connection over: nothing more is written or read
+  std::unique_ptr<wire::PerMessageDeflate> deflate;  // set when the server accepted permessage-deflate
+  std::string pending_input;                         // bytes that arrived with the 101 response
+  std::deque<Outgoing> wq;                           // frames waiting for the writer
+  bool opened = false;                               // 101 validated
+  bool done = false;                                 // connection over: nothing more is written or read
   bool sent_close = false;
   bool got_close = false;
   bool by_server = false;  // the server's close came first
   bool parser_stopped = false;
   bool close_written = false;  // our close frame reached the socket
   bool half_closed = false;
+  // We failed the connection (protocol error): our close frame is enqueued
+  // once the messages send() accepted before the failure are in wq, so they
+  // still go out first; until then on_send keeps accepting into wq.
+  bool close_deferred = false;
+  bool discard_input = false;  // after we failed the connection: frames still arriving are ignored
   std::uint16_t close_code = close_code::abnormal;
   std::string close_reason;
   std::uint64_t reads = 0;  // liveness for the heartbeat: any bytes received
@@ -406,8 +413,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     std::string extra;
     if (!opt.origin.empty()) extra += "Origin: " + opt.origin + "\r\n";
     for (const auto& [name, value] : opt.headers) extra += name + ": " + value + "\r\n";
+    const std::string offer = opt.compression ? wire::make_deflate_offer(client_deflate_config()) : std::string{};
     const std::string request =
-        wire::make_client_request(url.host_header, url.target, key, opt.subprotocols, {}, extra);
+        wire::make_client_request(url.host_header, url.target, key, opt.subprotocols, offer, extra);
     auto [wec, wn] = co_await c->write(asio::buffer(request));
     (void)wn;
     if (stopping.load()) co_return fail(make_failure(ClientError::operation_aborted));
@@ -431,6 +439,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
     auto& response = response_parser.get();
     const unsigned status = response.result_int();
+    if (!stopping.load() && handlers.on_handshake) {
+      std::ostringstream head;
+      head << response.base();
+      handlers.on_handshake(request, head.str());
+    }
     if (status != 101) {
       // The body says why (a 403 page, a 503 reason): read what there is within
       // the remaining handshake time.
@@ -445,9 +458,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       f.http_status = status;
       f.http_body = response.body().substr(0, max_error_body_bytes);
       if (status == 503 || status == 429) {
-        if (auto after = parse_retry_after(response[http::field::retry_after])) {
+        if (auto after = client_detail::parse_retry_after(
+                response[http::field::retry_after], response[http::field::date], std::chrono::system_clock::now())) {
           hint = *after;
-          f.detail += "; Retry-After " + std::to_string(after->count() / 1000) + " s";
+          f.detail += "; Retry-After " + std::to_string(after->count()) + " ms";
         }
       }
       co_return fail(std::move(f));
@@ -470,9 +484,19 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       f.subprotocol = selected;
       co_return fail(std::move(f));
     }
-    if (!response[http::field::sec_websocket_extensions].empty()) {
-      co_return fail(make_failure(ClientError::unexpected_extension,
-                                  std::string(response[http::field::sec_websocket_extensions])));
+    if (const std::string_view extensions = response[http::field::sec_websocket_extensions]; !extensions.empty()) {
+      std::optional<wire::DeflateParams> params;
+      if (opt.compression) params = wire::accept_deflate_response(extensions, client_deflate_config());
+      if (!params) {
+        co_return fail(
+            make_failure(ClientError::unexpected_extension,
+                         std::string(extensions) + (opt.compression ? " (not a valid answer to our offer)" : "")));
+      }
+      c->deflate =
+          std::make_unique<wire::PerMessageDeflate>(wire::Role::Client, *params, client_deflate_config().level);
+      wire::ParserLimits limits = c->parser.limits();
+      limits.allow_rsv1 = true;
+      c->parser.set_limits(limits);
     }
     disarm(c, wd);
 
@@ -566,16 +590,46 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   struct ParserEvents {
     Impl* impl;
     Conn* c;
-    void on_message(wire::Opcode op, std::uint8_t* data, std::size_t len, bool /*compressed: never negotiated*/) {
-      impl->deliver(op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text,
-                    std::string_view(reinterpret_cast<const char*>(data), len));
+    std::string inflated;  // scratch for compressed messages
+    void on_message(wire::Opcode op, std::uint8_t* data, std::size_t len, bool compressed) {
+      if (c->discard_input) return;
+      const MessageType type = op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text;
+      if (!compressed) {
+        impl->deliver(type, std::string_view(reinterpret_cast<const char*>(data), len));
+        return;
+      }
+      // The parser accepts RSV1 only once permessage-deflate was negotiated.
+      switch (c->deflate->decompress(data, len, inflated, impl->opt.max_message_bytes)) {
+        case wire::InflateResult::Ok:
+          break;
+        case wire::InflateResult::TooBig:
+          return on_error(close_code::message_too_big, "message too big after decompression");
+        case wire::InflateResult::Corrupt:
+          return on_error(close_code::invalid_payload, "invalid compressed data");
+      }
+      if (type == MessageType::Text &&
+          !wire::is_valid_utf8(reinterpret_cast<const std::uint8_t*>(inflated.data()), inflated.size())) {
+        return on_error(close_code::invalid_payload, "invalid UTF-8 in text message");
+      }
+      impl->deliver(type, inflated);
+      if (inflated.capacity() > (1u << 20)) std::string().swap(inflated);
     }
     void on_ping(const std::uint8_t* data, std::size_t len) {
+      if (c->discard_input) return;
+      const std::string_view payload(reinterpret_cast<const char*>(data), len);
+      impl->report_ping_pong(PingPong::ping_received, payload);
       if (c->sent_close) return;
-      impl->enqueue(*c, wire::Opcode::Pong, std::string(reinterpret_cast<const char*>(data), len));
+      impl->enqueue(*c, wire::Opcode::Pong, std::string(payload));
     }
-    void on_pong(const std::uint8_t*, std::size_t) {}
+    void on_pong(const std::uint8_t* data, std::size_t len) {
+      if (c->discard_input) return;
+      impl->report_ping_pong(PingPong::pong_received, std::string_view(reinterpret_cast<const char*>(data), len));
+    }
     void on_close(std::uint16_t code, std::string_view reason) {
+      if (c->discard_input) {  // the answer to the close we sent when failing the connection
+        c->got_close = true;
+        return;
+      }
       c->got_close = true;
       c->close_code = code;
       c->close_reason = std::string(reason);
@@ -603,15 +657,25 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         c->failure = f;
         impl->emit_error(f);
       }
+      c->discard_input = true;
       if (!c->sent_close) {
-        // Fail the connection (RFC 6455 §7.1.7): our close with the reason code,
-        // and nothing else after it; queued data goes back offline.
-        {
-          std::lock_guard lock(impl->mu);
-          impl->requeue_unsent_locked(*c);
-        }
-        impl->enqueue(*c, wire::Opcode::Close, wire::close_payload(code, {}));
+        // Fail the connection (RFC 6455 §7.1.7) with our close frame, and
+        // nothing after it. What the application had already handed to send()
+        // (an echo of the valid message before the bad frame, typically) still
+        // goes out first: those sends are posted to this strand ahead of the
+        // task below, and on_send accepts them while close_deferred is set.
         c->sent_close = true;
+        c->close_deferred = true;
+        std::shared_ptr<Conn> conn = impl->conn;
+        if (conn.get() != c) return;  // not the current connection (cannot happen while parsing it)
+        // The server's answer is awaited at most close_timeout, whether the
+        // parser stopped here or (failure found after parsing, e.g. bad
+        // compressed data) keeps reading until the server's close.
+        impl->arm_watchdog(conn, impl->opt.close_timeout);
+        asio::post(impl->strand, [impl = impl->shared_from_this(), conn, code] {
+          conn->close_deferred = false;
+          impl->enqueue(*conn, wire::Opcode::Close, wire::close_payload(code, {}));
+        });
       }
     }
   };
@@ -669,6 +733,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   static asio::awaitable<void> writer(std::shared_ptr<Impl> self, std::shared_ptr<Conn> c) {
     std::string batch;
+    std::string compressed;
     while (!c->done) {
       if (c->wq.empty()) {
         c->write_signal.expires_at(asio::steady_timer::time_point::max());
@@ -681,7 +746,15 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       bool close_written = false;
       while (!c->wq.empty()) {
         Outgoing& o = c->wq.front();
-        wire::append_frame(batch, o.op, o.payload, /*masked=*/true);
+        // Compressed here, in write order, because with context takeover each
+        // message's deflate output depends on every message before it.
+        if (c->deflate && !wire::is_control(o.op) && o.payload.size() >= client_deflate_config().min_compress_bytes) {
+          compressed.clear();
+          c->deflate->compress(reinterpret_cast<const std::uint8_t*>(o.payload.data()), o.payload.size(), compressed);
+          wire::append_frame(batch, o.op, compressed, /*masked=*/true, /*fin=*/true, /*rsv1=*/true);
+        } else {
+          wire::append_frame(batch, o.op, o.payload, /*masked=*/true);
+        }
         if (!wire::is_control(o.op)) data_bytes += o.payload.size();
         if (o.op == wire::Opcode::Close) close_written = true;
         c->wq.pop_front();
@@ -697,6 +770,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         self->pending_send_bytes -= std::min(self->pending_send_bytes, data_bytes);
       }
       if (batch.capacity() > (1u << 20)) std::string().swap(batch);  // no large idle buffer per connection
+      if (compressed.capacity() > (1u << 20)) std::string().swap(compressed);
       if (ec) {
         if (!c->done && !c->failure && !c->sent_close) {
           c->failure = make_failure(classify_transport_error(ec), ec.message());
@@ -751,8 +825,14 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     }
   }
 
+  void report_ping_pong(PingPong event, std::string_view payload) {
+    if (!stopping.load() && handlers.on_ping_pong) handlers.on_ping_pong(event, payload);
+  }
+
   void enqueue(Conn& c, wire::Opcode op, std::string payload) {
     if (c.done) return;
+    if (op == wire::Opcode::Ping) report_ping_pong(PingPong::ping_sent, payload);
+    if (op == wire::Opcode::Pong) report_ping_pong(PingPong::pong_sent, payload);
     c.wq.push_back(Outgoing{op, std::move(payload)});
     c.write_signal.cancel();
   }
@@ -767,7 +847,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- called on the strand from the public API ---------------------------------
   void on_send(Outgoing o) {
-    if (conn && conn->opened && !conn->done && !conn->sent_close) {
+    if (conn && conn->opened && !conn->done && (!conn->sent_close || conn->close_deferred)) {
       enqueue(*conn, o.op, std::move(o.payload));
       return;
     }
@@ -779,6 +859,11 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     offline_bytes += o.payload.size();
     offline.push_back(
         ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text, std::move(o.payload)});
+  }
+
+  void on_app_ping(std::string payload) {
+    if (conn && conn->opened && !conn->done && !conn->sent_close)
+      enqueue(*conn, wire::Opcode::Ping, std::move(payload));
   }
 
   // A connect attempt in progress is left to finish (bounded by its timeouts):
@@ -905,6 +990,16 @@ std::error_code Client::send(std::string_view data, MessageType type) {
     return make_error_code(ClientError::offline_queue_full);
   d.offline_bytes += data.size();
   d.offline.push_back(ClientMessage{type, std::string(data)});
+  return {};
+}
+
+std::error_code Client::ping(std::string_view payload) {
+  if (payload.size() > 125) return std::make_error_code(std::errc::message_size);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->out_open || impl_->app_closed || impl_->finished) return make_error_code(ClientError::not_open);
+  }
+  asio::post(impl_->strand, [impl = impl_, p = std::string(payload)]() mutable { impl->on_app_ping(std::move(p)); });
   return {};
 }
 

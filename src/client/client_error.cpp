@@ -145,6 +145,20 @@ const char* to_string(ClientState s) noexcept {
   return "unknown";
 }
 
+const char* to_string(PingPong p) noexcept {
+  switch (p) {
+    case PingPong::ping_sent:
+      return "ping sent";
+    case PingPong::ping_received:
+      return "ping received";
+    case PingPong::pong_sent:
+      return "pong sent";
+    case PingPong::pong_received:
+      return "pong received";
+  }
+  return "unknown";
+}
+
 std::string ClientFailure::message() const {
   std::string out = code.message();
   if (http_status != 0) out += " (HTTP " + std::to_string(http_status) + ")";

@@ -727,7 +727,12 @@ void Connection::go_away() {
   if (state_ == State::Open) start_close(1001, "going away", false);
 }
 
-void Connection::abort_connection() { finish(state_ == State::Closing ? close_code_ : 1006, "server stopped"); }
+// A connection still closing when the grace period ends has not completed
+// its close handshake (the peer never answered our 1001): recorded as 1006,
+// as the close timeout records it, not as the code we sent.
+void Connection::abort_connection() {
+  finish(state_ == State::Closing && (close_received_ || failed_) ? close_code_ : 1006, "server stopped");
+}
 
 void Connection::sweep(std::int64_t now) {
   const ServerOptions& o = core_.options();

@@ -26,6 +26,7 @@ conduit_client_test(handshake   "ClientHandshake.*" 120 interop mt)
 conduit_client_test(reconnect   "ClientReconnect.*" 180 interop mt)
 conduit_client_test(heartbeat   "ClientHeartbeat.*" 60 mt)
 conduit_client_test(tls         "ClientTls.*"       120 interop mt)
+conduit_client_test(compression "ClientCompression.*" 120 interop mt)
 conduit_client_test(storm       "ClientStorm.*"     240 slow)
 # conduitd drained by SIGTERM and restarted, twenty clients on a shared I/O thread.
 conduit_client_test(rollout     "ClientRollout.*"   240 interop mt)
@@ -47,4 +48,21 @@ if(TARGET conduit_cli)
             $<TARGET_FILE:conduit_cli> $<TARGET_FILE:conduitd>)
   set_tests_properties(client.cli_fanout_processes PROPERTIES
     LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endif()
+
+# The CLI as scripts use it: option order, send -/@FILE, --timeout's close
+# frame, --verbose, --show-ping-pong, /ping and /close, --max-attempts, 4xx.
+if(TARGET conduit_cli)
+  add_test(NAME client.cli_commands
+    COMMAND ${CONDUIT_PYTHON} ${CONDUIT_CLIENT_TESTS_DIR}/cli_commands_test.py $<TARGET_FILE:conduit_cli>)
+  set_tests_properties(client.cli_commands PROPERTIES
+    LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;CONDUIT_NODE=${CONDUIT_NODE}")
+endif()
+
+# docs/cli.md lists every command, flag and exit status that `--help` shows.
+if(TARGET conduit_cli)
+  add_test(NAME client.cli_docs
+    COMMAND ${CONDUIT_PYTHON} ${CONDUIT_CLIENT_TESTS_DIR}/cli_docs_test.py $<TARGET_FILE:conduit_cli>
+            ${PROJECT_SOURCE_DIR}/docs/cli.md)
+  set_tests_properties(client.cli_docs PROPERTIES LABELS "integration" TIMEOUT 60)
 endif()

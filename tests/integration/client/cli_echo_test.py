@@ -176,6 +176,20 @@ def hostile_case(frames, code):
     return script
 
 
+def echo_then_fail_case(frames, echoes, code):
+    """A valid message (or several) and a bad frame in one write: the client
+    writes the echoes it had already queued, then fails with `code`."""
+    async def script(peer):
+        await peer.send(b"".join(frames))
+        for op, payload in echoes:
+            got_op, got = await peer.read_message()
+            assert (got_op, got) == (op, payload), f"expected echo {op} {payload!r} first, got {got_op} {got[:40]!r}"
+        await peer.expect_close(code)
+        await peer.send(frame(CLOSE, close_payload(code)))
+        await peer.expect_eof()
+    return script
+
+
 async def ping_case(peer):
     await peer.send(frame(PING, b"are you there"))
     op, payload = await peer.read_message()
@@ -300,6 +314,22 @@ def main():
         ("invalid-utf8", hostile_case([frame(TEXT, invalid_utf8)], 1007), 4),
         ("invalid-utf8-in-fragment", hostile_case([frame(TEXT, b"ok", fin=False), frame(CONT, b"\xc0\xaf", fin=False)],
                                                   1007), 4),
+    ]
+    cases += [
+        # A valid message, then a frame with RSV2 (Autobahn 3.2).
+        ("echo-then-rsv2", echo_then_fail_case([frame(TEXT, b"Hello, world!"), frame(TEXT, b"x", rsv=2)],
+                                               [(TEXT, b"Hello, world!")], 1002), 4),
+        # A valid message, a reserved opcode, then a ping that must not be answered (Autobahn 4.1.3).
+        ("echo-then-reserved-opcode", echo_then_fail_case([frame(TEXT, b"hello"), frame(0x5, b""), frame(PING)],
+                                                          [(TEXT, b"hello")], 1002), 4),
+        # A fragmented message completed, then a continuation with nothing to continue (Autobahn 5.15).
+        ("echo-then-stray-continuation", echo_then_fail_case(
+            [frame(TEXT, b"frag1", fin=False), frame(CONT, b"frag2"), frame(CONT, b"frag3", fin=False),
+             frame(CONT, b"frag4")], [(TEXT, b"frag1frag2")], 1002), 4),
+        # Two valid messages, then invalid UTF-8.
+        ("echoes-then-invalid-utf8", echo_then_fail_case([frame(TEXT, b"one"), frame(BINARY, b"\x00two"),
+                                                          frame(TEXT, b"\xff")],
+                                                         [(TEXT, b"one"), (BINARY, b"\x00two")], 1007), 4),
     ]
     too_big = ("too-big", hostile_case([frame(BINARY, b"x" * 2000)], 1009), 4, ("--max-message-bytes", "1000"))
 

@@ -308,6 +308,115 @@ TEST(ClientEcho, SubprotocolSelected) {
   close_and_wait(client);
 }
 
+// ClientOptions::compression: permessage-deflate offered and used with
+// independent servers; the handshake texts come from on_handshake.
+struct HandshakeText {
+  std::mutex mu;
+  std::string request;
+  std::string response;
+  void attach(conduit::ClientHandlers& h) {
+    h.on_handshake = [this](std::string_view req, std::string_view resp) {
+      std::lock_guard lock(mu);
+      request = req;
+      response = resp;
+    };
+  }
+};
+
+TEST(ClientCompression, NodeWsPerMessageDeflate) {
+  ChildProcess server({node, test_dir + "/node_echo_server.js", "--deflate"});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  HandshakeText text;
+  conduit::ClientHandlers handlers = rec.handlers();
+  text.attach(handlers);
+  conduit::ClientOptions options;
+  options.compression = true;
+  Client client(url_for(port), options, std::move(handlers));
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  {
+    std::lock_guard lock(text.mu);
+    EXPECT_NE(text.request.find("Sec-WebSocket-Extensions: permessage-deflate"), std::string::npos) << text.request;
+    EXPECT_NE(text.response.find("permessage-deflate"), std::string::npos) << text.response;
+  }
+  expect_echo(client, rec);  // the server compresses every echo: the client inflates them
+  // What we sent (300 kB of one letter among them) reached the server compressed.
+  ASSERT_FALSE(client.send("bytes-read?"));
+  ASSERT_TRUE(rec.wait_for([&] { return rec.messages.size() >= 4; }));
+  {
+    std::lock_guard lock(rec.mu);
+    EXPECT_LT(std::stoul(rec.messages[3].second), 20000u) << "server read " << rec.messages[3].second << " bytes";
+  }
+  close_and_wait(client);
+}
+
+TEST(ClientCompression, ConduitdPerMessageDeflate) {
+  ChildProcess server({conduitd, "--listen", "127.0.0.1:0", "--mode", "echo", "--set",
+                       "limits.max_message_bytes=1048576", "--set", "compression.enabled=true"});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  HandshakeText text;
+  conduit::ClientHandlers handlers = rec.handlers();
+  text.attach(handlers);
+  conduit::ClientOptions options;
+  options.compression = true;
+  Client client(url_for(port), options, std::move(handlers));
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  {
+    std::lock_guard lock(text.mu);
+    EXPECT_NE(text.response.find("Sec-WebSocket-Extensions: permessage-deflate"), std::string::npos) << text.response;
+  }
+  expect_echo(client, rec);
+  close_and_wait(client);
+}
+
+TEST(ClientCompression, OffByDefault) {
+  ChildProcess server({node, test_dir + "/node_echo_server.js", "--deflate"});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  HandshakeText text;
+  conduit::ClientHandlers handlers = rec.handlers();
+  text.attach(handlers);
+  Client client(url_for(port), {}, std::move(handlers));
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  {
+    std::lock_guard lock(text.mu);
+    EXPECT_EQ(text.request.find("Sec-WebSocket-Extensions"), std::string::npos) << text.request;
+    EXPECT_EQ(text.response.find("Sec-WebSocket-Extensions"), std::string::npos) << text.response;
+  }
+  expect_echo(client, rec);
+  close_and_wait(client);
+}
+
+// max_message_bytes applies to the inflated size: a small compressed frame
+// that inflates past it is refused with 1009 (decompression bomb).
+TEST(ClientCompression, InflatedSizeLimited) {
+  ChildProcess server({node, test_dir + "/node_echo_server.js", "--deflate"});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.compression = true;
+  options.max_message_bytes = 1000;
+  options.reconnect.enabled = false;
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }));
+  ASSERT_FALSE(client.send(std::string(5000, 'x')));  // ~30 bytes on the wire each way
+  ASSERT_TRUE(client.wait(15s));
+  EXPECT_EQ(client.final_error(), ClientError::message_too_big);
+  std::lock_guard lock(rec.mu);
+  EXPECT_TRUE(rec.messages.empty());
+  ASSERT_FALSE(rec.errors.empty());
+  EXPECT_EQ(rec.errors[0].close_code, 1009);
+}
+
 // The coroutine interface: co_await client.read() in an asio::awaitable.
 TEST(ClientEcho, CoroutineRead) {
   ChildProcess server(python_server({"echo"}));
@@ -438,6 +547,32 @@ TEST(ClientReconnect, RetryAfterHonoured) {
     }
     ASSERT_GE(connecting.size(), 2u);
     EXPECT_GE(connecting[1] - rec.error_times[0], 2000ms);
+  }
+  close_and_wait(client);
+}
+
+// Retry-After as an HTTP-date, counted from the response's Date header.
+TEST(ClientReconnect, RetryAfterHttpDateHonoured) {
+  ChildProcess server(
+      python_server({"reject", "--status", "503", "--retry-after-date-in", "2", "--reject-count", "1"}));
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  Recorder rec;
+  conduit::ClientOptions options;
+  options.reconnect.initial_delay = 50ms;  // without Retry-After it would retry within 50 ms
+  Client client(url_for(port), options, rec.handlers());
+  client.start();
+  ASSERT_TRUE(rec.wait_for([&] { return rec.opens == 1; }, 20s));
+  {
+    std::lock_guard lock(rec.mu);
+    ASSERT_FALSE(rec.errors.empty());
+    EXPECT_EQ(rec.errors[0].http_status, 503u);
+    EXPECT_NE(rec.errors[0].detail.find("Retry-After 2000 ms"), std::string::npos) << rec.errors[0].detail;
+    auto reconnecting = std::find_if(rec.states.begin(), rec.states.end(),
+                                     [](const auto& e) { return e.state == ClientState::Reconnecting; });
+    ASSERT_NE(reconnecting, rec.states.end());
+    // Date and Retry-After are 2 s apart; the jittered backoff (at most 50 ms) is below it.
+    EXPECT_EQ(reconnecting->delay, 2000ms);
   }
   close_and_wait(client);
 }

@@ -8,8 +8,9 @@ connections, so the test waits on that line instead of sleeping.
 Modes:
   echo             websockets server echoing every message with its type
   reject           answers every upgrade with --status and --body (and Retry-After
-                   when --retry-after is given) for the first --reject-count
-                   connections, then behaves like `echo`
+                   when --retry-after is given; --retry-after-date-in S sends it
+                   as the HTTP-date S seconds after the response's Date header)
+                   for the first --reject-count connections, then behaves like `echo`
   bad-accept       raw: 101 with a wrong Sec-WebSocket-Accept
   bad-subprotocol  raw: 101 selecting a subprotocol nobody offered
   close-after      websockets: accepts, then closes with --close-code / --close-reason
@@ -20,12 +21,14 @@ Modes:
 import argparse
 import asyncio
 import base64
+import email.utils
 import hashlib
 import http
 import signal
 import socket
 import ssl
 import sys
+import time
 
 import websockets
 
@@ -163,6 +166,7 @@ def main():
     p.add_argument("--status", type=int, default=403)
     p.add_argument("--body", default="go away")
     p.add_argument("--retry-after")
+    p.add_argument("--retry-after-date-in", type=int)
     p.add_argument("--reject-count", type=int, default=1 << 30)
     p.add_argument("--close-code", type=int, default=1000)
     p.add_argument("--close-reason", default="")
@@ -181,6 +185,10 @@ def main():
                 return None
             rejected += 1
             extra = [("Retry-After", args.retry_after)] if args.retry_after else []
+            if args.retry_after_date_in is not None:
+                now = int(time.time())
+                extra = [("Date", email.utils.formatdate(now, usegmt=True)),
+                         ("Retry-After", email.utils.formatdate(now + args.retry_after_date_in, usegmt=True))]
             print(f"rejected {rejected}", flush=True)
             return (http.HTTPStatus(args.status), extra, args.body.encode())
 

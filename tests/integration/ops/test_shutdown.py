@@ -115,6 +115,8 @@ class GracefulShutdown(unittest.TestCase):
                 self.assertGreaterEqual(took, 0.9, "exited before the grace period although a peer was open")
                 self.assertLess(took, 5.0)
                 self.assertIn("event=shutdown_grace_expired", server.stderr_text())
+                # The peer never answered our 1001: no close handshake, so the connection is recorded as 1006.
+                self.assertRegex(server.stderr_text(), r'event=close .* code=1006 reason="server stopped"')
         finally:
             if server.alive():
                 server._kill()

@@ -1,0 +1,8 @@
+# Programs of examples/ run as real processes.
+if(CONDUIT_BUILD_EXAMPLES)  # examples/ is added after tests/: test the option, not the target
+  # ShutdownOnSignal: SIGTERM/SIGINT drain (close 1001, exit 0); a second signal exits 130.
+  add_test(NAME examples.shutdown_signal
+    COMMAND ${CONDUIT_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/examples/shutdown_signal_test.py
+            $<TARGET_FILE:example_echo_server>)
+  set_tests_properties(examples.shutdown_signal PROPERTIES LABELS "integration" TIMEOUT 120)
+endif()
