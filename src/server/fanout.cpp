@@ -1,0 +1,129 @@
+#include "server/fanout.hpp"
+
+#include "server/connection.hpp"
+#include "server/loop.hpp"
+#include "server/server_core.hpp"
+#include "wire/frame.hpp"
+
+namespace conduit::server {
+namespace {
+// Batch buffers are large enough that a burst of small publications lands in
+// one buffer, which each member's queue then references with one node.
+constexpr std::size_t kBatchBufferBytes = 64 * 1024;
+
+wire::Opcode opcode_of(MessageType type) {
+  return type == MessageType::Text ? wire::Opcode::Text : wire::Opcode::Binary;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- SubscriberSet
+
+void SubscriberSet::link(Membership& m) noexcept {
+  m.set = this;
+  m.prev = nullptr;
+  m.next = head_;
+  if (head_) head_->prev = &m;
+  head_ = &m;
+  ++size_;
+}
+
+void SubscriberSet::unlink(Membership& m) noexcept {
+  if (m.set != this) return;
+  if (m.prev) {
+    m.prev->next = m.next;
+  } else {
+    head_ = m.next;
+  }
+  if (m.next) m.next->prev = m.prev;
+  m.prev = m.next = nullptr;
+  m.set = nullptr;
+  --size_;
+}
+
+// ---------------------------------------------------------------- FanOut
+
+FanOut::~FanOut() {
+  if (batch_) batch_->release();
+  for (auto& box : outbox_) {
+    for (auto& r : box) r.buf->release();
+  }
+}
+
+void FanOut::deliver(GroupState& group, net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end,
+                     std::uint32_t messages) {
+  group.sets[loop_.index()].for_each([&](Connection& c) {
+    if (c.state() != Connection::State::Open) return;
+    if (c.compressed()) {
+      wire::for_each_unmasked_frame(
+          buf->data() + begin, end - begin, [&c](wire::Opcode op, bool, std::string_view payload) {
+            c.send(payload, op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary);
+          });
+    } else {
+      c.deliver_shared(buf, begin, end, messages);
+    }
+  });
+}
+
+void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type) {
+  const std::size_t total = wire::unmasked_frame_size(data.size());
+  if (!batch_ || batch_->room() < total) {
+    if (batch_) batch_->release();
+    batch_ = net::FrameBuffer::create(total > kBatchBufferBytes ? total : kBatchBufferBytes);
+  }
+  const std::uint32_t begin = batch_->size;
+  batch_->size += static_cast<std::uint32_t>(
+      wire::write_unmasked_frame(batch_->data() + begin, opcode_of(type), false, data.data(), data.size()));
+  const std::uint32_t end = batch_->size;
+  deliver(*group, batch_, begin, end, 1);
+  auto& loops = loop_.core().loops();
+  if (loops.size() < 2) return;
+  if (outbox_.size() != loops.size()) outbox_.resize(loops.size());
+  for (std::size_t i = 0; i < outbox_.size(); ++i) {
+    if (i == loop_.index()) continue;
+    auto& box = outbox_[i];
+    if (!box.empty() && box.back().buf == batch_ && box.back().end == begin && box.back().group == group) {
+      box.back().end = end;
+      ++box.back().messages;
+    } else {
+      batch_->add_ref();
+      box.push_back({batch_, begin, end, 1, group});
+    }
+  }
+}
+
+bool FanOut::hand_off() {
+  bool any = false;
+  auto& loops = loop_.core().loops();
+  for (std::size_t i = 0; i < outbox_.size(); ++i) {
+    if (outbox_[i].empty()) continue;
+    any = true;
+    Loop* dest = loops[i].get();
+    dest->post([dest, runs = std::move(outbox_[i])] {
+      for (const FrameRun& r : runs) {
+        dest->fanout().deliver(*r.group, r.buf, r.begin, r.end, r.messages);
+        r.buf->release();
+      }
+    });
+    outbox_[i].clear();
+  }
+  return any;
+}
+
+void publish_from_outside(ServerCore& core, const std::shared_ptr<GroupState>& group, std::string_view data,
+                          MessageType type) {
+  const std::size_t total = wire::unmasked_frame_size(data.size());
+  net::FrameBuffer* buf = net::FrameBuffer::create(total);
+  buf->size = static_cast<std::uint32_t>(
+      wire::write_unmasked_frame(buf->data(), opcode_of(type), false, data.data(), data.size()));
+  for (auto& l : core.loops()) {
+    Loop* loop = l.get();
+    buf->add_ref();
+    loop->post([loop, buf, group] {
+      loop->fanout().deliver(*group, buf, 0, buf->size, 1);
+      buf->release();
+    });
+  }
+  buf->release();
+}
+
+}  // namespace conduit::server
