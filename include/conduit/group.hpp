@@ -6,8 +6,9 @@
 //   news.publish(R"({"headline":"..."})");          // from any thread
 //
 // A publication is framed once into a shared, reference-counted buffer and
-// every member's send queue references it (a member with permessage-deflate
-// gets its own compressed copy). Each loop keeps its own list of the group's
+// every member's send queue references it (members with permessage-deflate
+// get a compressed copy: one shared per compression setting when they agreed
+// to no server context takeover, else one each). Each loop keeps its own list of the group's
 // members and touches it only on its thread: joining, leaving and publishing
 // take no global lock, and a publication reaches another loop with one post
 // per loop per batch of publications, not one per member. Publishing to a

@@ -70,8 +70,9 @@ class Server {
   std::size_t connection_count() const noexcept;
 
   // Sends data to every open session: framed once into a shared buffer that
-  // every session's queue references (a session with permessage-deflate gets
-  // its own compressed copy). Any thread. Each session's slow-consumer policy
+  // every session's queue references (sessions with permessage-deflate get a
+  // compressed copy, shared per compression setting under
+  // server_no_context_takeover, else one per session). Any thread. Each session's slow-consumer policy
   // applies as for send(). A broadcast is a publish to the group of every
   // open session (see conduit::Group).
   void broadcast(std::string_view data, MessageType type = MessageType::Text);

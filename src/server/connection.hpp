@@ -77,6 +77,7 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   // Queues a message another thread's send() already admitted.
   void enqueue_admitted(const ForeignSend& s);
   bool compressed() const noexcept { return deflate_ != nullptr; }
+  wire::PerMessageDeflate* deflate() noexcept { return deflate_.get(); }
   void go_away();           // graceful shutdown: close 1001
   void abort_connection();  // immediate drop
   State state() const noexcept { return state_; }

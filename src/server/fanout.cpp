@@ -1,8 +1,13 @@
 #include "server/fanout.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <string>
+
 #include "server/connection.hpp"
 #include "server/loop.hpp"
 #include "server/server_core.hpp"
+#include "wire/deflate.hpp"
 #include "wire/frame.hpp"
 
 namespace conduit::server {
@@ -51,17 +56,60 @@ FanOut::~FanOut() {
 
 void FanOut::deliver(GroupState& group, net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end,
                      std::uint32_t messages) {
+  // Compressed copies of this run, one per compression setting whose output
+  // carries no per-peer context (built on first use, shared like buf).
+  struct CompressedRun {
+    int key;
+    net::FrameBuffer* buf;
+  };
+  std::vector<CompressedRun> compressed;
   group.sets[loop_.index()].for_each([&](Connection& c) {
     if (c.state() != Connection::State::Open) return;
-    if (c.compressed()) {
-      wire::for_each_unmasked_frame(
-          buf->data() + begin, end - begin, [&c](wire::Opcode op, bool, std::string_view payload) {
-            c.send(payload, op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary);
-          });
-    } else {
+    if (!c.compressed()) {
       c.deliver_shared(buf, begin, end, messages);
+      return;
     }
+    const int key = c.deflate()->stateless_key();
+    if (key < 0) {
+      // Context takeover: the peer's inflater holds this session's history,
+      // so only this session's compressor can produce its bytes.
+      wire::for_each_unmasked_frame(buf->data() + begin, end - begin, [&c](wire::Opcode op, bool, std::string_view p) {
+        c.send(p, op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary);
+      });
+      return;
+    }
+    auto it =
+        std::find_if(compressed.begin(), compressed.end(), [key](const CompressedRun& r) { return r.key == key; });
+    if (it == compressed.end()) {
+      compressed.push_back({key, compress_run(*c.deflate(), buf->data() + begin, end - begin)});
+      it = compressed.end() - 1;
+    }
+    c.deliver_shared(it->buf, 0, it->buf->size, messages);
   });
+  for (auto& r : compressed) r.buf->release();
+}
+
+// The frames of a run, each message compressed as Connection::send would
+// (messages under min_compress_bytes stay uncompressed), into a new buffer.
+net::FrameBuffer* FanOut::compress_run(wire::PerMessageDeflate& deflate, const std::uint8_t* run, std::size_t len) {
+  const std::size_t min_bytes = loop_.core().deflate_config().min_compress_bytes;
+  std::string frames;
+  static thread_local std::string payload;
+  wire::for_each_unmasked_frame(run, len, [&](wire::Opcode op, bool, std::string_view p) {
+    const bool compress = p.size() >= min_bytes;
+    if (compress) {
+      payload.clear();
+      deflate.compress(reinterpret_cast<const std::uint8_t*>(p.data()), p.size(), payload);
+      p = payload;
+    }
+    const std::size_t at = frames.size();
+    frames.resize(at + wire::unmasked_frame_size(p.size()));
+    wire::write_unmasked_frame(reinterpret_cast<std::uint8_t*>(frames.data()) + at, op, compress, p.data(), p.size());
+  });
+  net::FrameBuffer* out = net::FrameBuffer::create(frames.size());
+  std::memcpy(out->data(), frames.data(), frames.size());
+  out->size = static_cast<std::uint32_t>(frames.size());
+  return out;
 }
 
 void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type) {

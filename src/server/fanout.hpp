@@ -10,9 +10,11 @@
 //   loop; at the end of the batch each other loop gets one post carrying
 //   every run for it (consecutive publications to the same group share one
 //   run). Publishing from a foreign thread frames once and posts once per loop.
-// - Every member's send queue holds a reference to the same bytes. A session
-//   with permessage-deflate gets its own compressed copy, framed once per
-//   publication for that session: its compressor's context is its own.
+// - Every member's send queue holds a reference to the same bytes. Members
+//   with permessage-deflate get a compressed copy: one per compression
+//   setting (window, level) shared by every member that agreed to no server
+//   context takeover, and one per member otherwise (its peer's inflater
+//   holds that session's history, so no other compressor can serve it).
 // - The set of every open session is a group like any other (ServerCore's
 //   everyone()), which is what Server::broadcast publishes to.
 #pragma once
@@ -24,6 +26,10 @@
 
 #include "conduit/message.hpp"
 #include "net/send_queue.hpp"
+
+namespace conduit::wire {
+class PerMessageDeflate;
+}
 
 namespace conduit::server {
 
@@ -110,6 +116,8 @@ class FanOut {
                std::uint32_t messages);
 
  private:
+  net::FrameBuffer* compress_run(wire::PerMessageDeflate& deflate, const std::uint8_t* run, std::size_t len);
+
   Loop& loop_;
   net::FrameBuffer* batch_ = nullptr;          // current batch buffer (one reference held)
   std::vector<std::vector<FrameRun>> outbox_;  // [destination loop]
