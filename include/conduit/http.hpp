@@ -52,7 +52,10 @@ enum class PathMatch : unsigned char {
 };
 
 struct HttpRoute {
-  std::string method;  // "GET", "POST", ... (exact, case-sensitive as HTTP says)
+  // "GET", "POST", ... (exact, case-sensitive as HTTP says). A GET route also
+  // answers HEAD: its handler runs (HttpRequest::method is "HEAD") and the
+  // response goes out without its body.
+  std::string method;
   std::string path;
   PathMatch match = PathMatch::Exact;
   HttpHandler handler;

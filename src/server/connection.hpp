@@ -90,14 +90,15 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool join(const std::shared_ptr<GroupState>& group);
   void leave(const GroupState& group);
 
-  // Intrusive links in the loop's connection list (for the sweep and shutdown).
-  Connection* prev_ = nullptr;
-  Connection* next_ = nullptr;
-  // Guarded by the loop's foreign_mutex(): bytes of sends from other threads
-  // admitted but not yet queued, and whether such sends are still accepted
-  // (only while Open; set before our close frame is queued).
-  std::atomic<std::size_t> foreign_bytes_{0};
-  bool foreign_closed_ = true;
+  // This connection's place in the set of every session on its loop, which is
+  // also the loop's connection list (for the sweep and shutdown).
+  Membership everyone_;
+  // Written under the loop's foreign_mutex(): bytes of sends from other
+  // threads admitted but not yet queued (saturating; reset to 0 whenever the
+  // loop takes them), and whether such sends are still accepted (only while
+  // Open; set before our close frame is queued). 32 bits: this sits in every
+  // connection, and a count that saturates at 4 GiB is over any cap.
+  std::atomic<std::uint32_t> foreign_bytes_{0};
 
   // wire::Parser handler interface.
   void on_message(wire::Opcode op, std::uint8_t* data, std::size_t len, bool compressed);
@@ -133,7 +134,10 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   SendStatus enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, Admission admission);
   SendStatus admit(std::size_t frame_bytes);  // slow-consumer policy
   void overflow(std::size_t queued);          // the policy's action once over the cap
-  void note_queue_bytes() noexcept { queued_bytes_.store(queue_.bytes(), std::memory_order_relaxed); }
+  void note_queue_bytes() noexcept {
+    const std::size_t b = queue_.bytes();
+    queued_bytes_.store(b > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(b), std::memory_order_relaxed);
+  }
   void after_flush();
   void mark_dirty();
   // Stops accepting sends from other threads; queues (or discards) those
@@ -150,12 +154,11 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   std::uint64_t id_;
   wire::Parser parser_;
   net::SendQueue queue_;
-  std::atomic<std::size_t> queued_bytes_{0};  // queue_.bytes() for other threads
+  std::atomic<std::uint32_t> queued_bytes_{0};  // queue_.bytes() for other threads (saturating)
   std::unique_ptr<HandshakeState> handshake_;
   std::unique_ptr<wire::PerMessageDeflate> deflate_;
   TransportPtr transport_;
-  Membership everyone_;           // in the server's group of every open session
-  Membership* groups_ = nullptr;  // GroupMemberships, linked by next_of_connection
+  GroupMembership* groups_ = nullptr;  // application groups, linked by next_of_connection
   std::string remote_address_;
   std::string path_;
   std::string subprotocol_;
@@ -169,6 +172,11 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   std::uint64_t bytes_out_ = 0;
   std::uint16_t close_code_ = 1006;
   State state_ = State::Handshake;
+
+ public:
+  bool foreign_closed_ = true;  // see foreign_bytes_ (not a bit field: read by other threads)
+
+ private:
   bool metrics_only_ : 1 = false;  // accepted on metrics.listen: HTTP routes only, no upgrades
   bool read_posted_ : 1 = false;   // a read continuation is queued
   bool write_blocked_ : 1 = false;

@@ -142,13 +142,14 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
 
 bool Connection::join(const std::shared_ptr<GroupState>& group) {
   if (state_ != State::Open) return false;
-  for (Membership* m = groups_; m; m = m->next_of_connection) {
-    if (static_cast<GroupMembership*>(m)->keep == group) return true;
+  for (GroupMembership* m = groups_; m; m = m->next_of_connection) {
+    if (m->keep == group) return true;
   }
   auto* m = new GroupMembership();
   m->conn = this;
+  m->set = &group->sets[loop_.index()];
   m->keep = group;
-  group->sets[loop_.index()].link(*m);
+  m->set->link(*m);
   group->members.fetch_add(1, std::memory_order_relaxed);
   m->next_of_connection = groups_;
   groups_ = m;
@@ -156,8 +157,8 @@ bool Connection::join(const std::shared_ptr<GroupState>& group) {
 }
 
 void Connection::leave(const GroupState& group) {
-  for (Membership** link = &groups_; *link; link = &(*link)->next_of_connection) {
-    auto* m = static_cast<GroupMembership*>(*link);
+  for (GroupMembership** link = &groups_; *link; link = &(*link)->next_of_connection) {
+    GroupMembership* m = *link;
     if (m->keep.get() != &group) continue;
     *link = m->next_of_connection;
     m->set->unlink(*m);
@@ -168,12 +169,8 @@ void Connection::leave(const GroupState& group) {
 }
 
 void Connection::leave_all_groups() noexcept {
-  if (everyone_.set) {
-    everyone_.set->unlink(everyone_);
-    core().everyone()->members.fetch_sub(1, std::memory_order_relaxed);
-  }
   while (groups_) {
-    auto* m = static_cast<GroupMembership*>(groups_);
+    GroupMembership* m = groups_;
     groups_ = m->next_of_connection;
     m->set->unlink(*m);
     m->keep->members.fetch_sub(1, std::memory_order_relaxed);

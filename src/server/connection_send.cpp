@@ -35,9 +35,12 @@ SendStatus Connection::send_from_other_thread(std::string_view data, MessageType
   {
     std::lock_guard lock(loop_.foreign_mutex());
     if (foreign_closed_) return SendStatus::Dropped;
-    queued = queued_bytes_.load(std::memory_order_relaxed) + foreign_bytes_.load(std::memory_order_relaxed);
+    queued =
+        std::size_t{queued_bytes_.load(std::memory_order_relaxed)} + foreign_bytes_.load(std::memory_order_relaxed);
     if (queued == 0 || queued + frame <= cap) {
-      foreign_bytes_.store(foreign_bytes_.load(std::memory_order_relaxed) + frame, std::memory_order_relaxed);
+      const std::size_t pending = foreign_bytes_.load(std::memory_order_relaxed) + frame;
+      foreign_bytes_.store(pending > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(pending),
+                           std::memory_order_relaxed);
       const bool over_half = queued + frame > cap / 2;
       loop_.push_foreign({shared_from_this(), std::string(data), type, over_half});
       return over_half ? SendStatus::Backpressure : SendStatus::Queued;

@@ -24,7 +24,6 @@ wire::Opcode opcode_of(MessageType type) {
 // ---------------------------------------------------------------- SubscriberSet
 
 void SubscriberSet::link(Membership& m) noexcept {
-  m.set = this;
   m.prev = nullptr;
   m.next = head_;
   if (head_) head_->prev = &m;
@@ -33,7 +32,6 @@ void SubscriberSet::link(Membership& m) noexcept {
 }
 
 void SubscriberSet::unlink(Membership& m) noexcept {
-  if (m.set != this) return;
   if (m.prev) {
     m.prev->next = m.next;
   } else {
@@ -41,7 +39,6 @@ void SubscriberSet::unlink(Membership& m) noexcept {
   }
   if (m.next) m.next->prev = m.prev;
   m.prev = m.next = nullptr;
-  m.set = nullptr;
   --size_;
 }
 

@@ -15,8 +15,10 @@
 //   setting (window, level) shared by every member that agreed to no server
 //   context takeover, and one per member otherwise (its peer's inflater
 //   holds that session's history, so no other compressor can serve it).
-// - The set of every open session is a group like any other (ServerCore's
-//   everyone()), which is what Server::broadcast publishes to.
+// - The set of every session is a group like any other (ServerCore's
+//   everyone()), which is what Server::broadcast publishes to; each loop's
+//   part of it is also that loop's connection list (delivery skips sessions
+//   that are not open).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -39,19 +41,21 @@ class ServerCore;
 struct GroupState;
 class SubscriberSet;
 
-// A session's place in one loop's set of one group.
+// A session's place in one loop's set of one group: the links of an
+// intrusive list. Kept small because every connection embeds one (its place
+// in the set of every session, which is also its loop's connection list).
 struct Membership {
-  Connection* conn = nullptr;
-  SubscriberSet* set = nullptr;
-  Membership* prev = nullptr;  // in the set
+  Membership* prev = nullptr;
   Membership* next = nullptr;
-  Membership* next_of_connection = nullptr;  // the session's application groups
+  Connection* conn = nullptr;
 };
 
-// A membership of an application group (heap-allocated at join): it keeps the
-// group's state alive while the group has members, so a Group handle may be
-// dropped while sessions are still in it.
+// A membership of an application group (heap-allocated at join). It keeps
+// the group's state alive while the group has members, so a Group handle may
+// be dropped while sessions are still in it.
 struct GroupMembership : Membership {
+  SubscriberSet* set = nullptr;
+  GroupMembership* next_of_connection = nullptr;  // the session's other groups
   std::shared_ptr<GroupState> keep;
 };
 
@@ -61,9 +65,11 @@ class SubscriberSet {
   SubscriberSet(const SubscriberSet&) = delete;
   SubscriberSet& operator=(const SubscriberSet&) = delete;
 
+  // m must not be in a set (link) / must be in this one (unlink).
   void link(Membership& m) noexcept;
   void unlink(Membership& m) noexcept;
   bool empty() const noexcept { return head_ == nullptr; }
+  Membership* first() noexcept { return head_; }
   std::size_t size() const noexcept { return size_; }
   // fn(Connection&) for every member; fn must not unlink other members (a
   // delivery never does: a slow consumer is closed, not finished, here).

@@ -36,7 +36,8 @@ const HttpRoute* RouteTable::find(std::string_view method, std::string_view path
   if (!best) return nullptr;
   for (const auto& r : routes_) {
     if (r.match != best->match || r.path != best->path) continue;
-    if (r.method == method) return &r;
+    // HEAD is GET without the body (the connection drops the body).
+    if (r.method == method || (method == "HEAD" && r.method == "GET")) return &r;
     if (!allow.empty()) allow += ", ";
     allow += r.method;
   }

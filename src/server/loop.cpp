@@ -1,35 +1,24 @@
 #include "server/loop.hpp"
 
 #include "server/server_core.hpp"
-#include "wire/frame.hpp"
 
 namespace conduit::server {
 
-Loop::Loop(ServerCore& core, unsigned index) : net::EventLoop(index), core_(core), fanout_(*this) {
+Loop::Loop(ServerCore& core, unsigned index)
+    : net::EventLoop(index), core_(core), connections_(&core.everyone()->sets[index]), fanout_(*this) {
   add_end_of_batch_hook([this] { end_batch(); });
 }
 
 Loop::~Loop() = default;
 
 void Loop::add(Connection* c) noexcept {
-  c->prev_ = nullptr;
-  c->next_ = head_;
-  if (head_) head_->prev_ = c;
-  head_ = c;
-  ++count_;
+  connections_->link(c->everyone_);
+  core_.everyone()->members.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Loop::remove(Connection* c) noexcept {
-  if (c->prev_) {
-    c->prev_->next_ = c->next_;
-  } else if (head_ == c) {
-    head_ = c->next_;
-  } else {
-    return;  // not linked
-  }
-  if (c->next_) c->next_->prev_ = c->prev_;
-  c->prev_ = c->next_ = nullptr;
-  --count_;
+  connections_->unlink(c->everyone_);
+  core_.everyone()->members.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Loop::flush_later(std::shared_ptr<Connection> c) { dirty_.push_back(std::move(c)); }
@@ -78,12 +67,11 @@ std::vector<ForeignSend> Loop::take_foreign(const Connection* c) {
 
 void Loop::drain_foreign() {
   // Under the lock, so that a sender's view (queued bytes + admitted bytes)
-  // never misses a message on its way from one to the other.
+  // never misses a message on its way from one to the other. Every pending
+  // send is taken, so each connection's admitted count starts again at 0.
   std::lock_guard lock(foreign_mu_);
   for (auto& s : foreign_) {
-    auto& pending = s.conn->foreign_bytes_;
-    pending.store(pending.load(std::memory_order_relaxed) - wire::unmasked_frame_size(s.data.size()),
-                  std::memory_order_relaxed);
+    s.conn->foreign_bytes_.store(0, std::memory_order_relaxed);
     s.conn->enqueue_admitted(s);
   }
   foreign_.clear();

@@ -38,10 +38,11 @@ class Loop final : public net::EventLoop {
   const ServerCounters& counters() const noexcept { return counters_; }
   FanOut& fanout() noexcept { return fanout_; }
 
-  // The loop's connections in every state (for the sweep and shutdown).
+  // The loop's connections in every state (for the sweep and shutdown): this
+  // loop's part of the server's set of every session.
   void add(Connection* c) noexcept;
   void remove(Connection* c) noexcept;
-  std::size_t size() const noexcept { return count_; }
+  std::size_t size() const noexcept { return connections_->size(); }
   // Calls fn on every connection of this loop; fn may finish (and so unlink)
   // the connection it is given.
   template <class Fn>
@@ -71,8 +72,7 @@ class Loop final : public net::EventLoop {
 
   ServerCore& core_;
   ServerCounters counters_;
-  Connection* head_ = nullptr;
-  std::size_t count_ = 0;
+  SubscriberSet* connections_;  // core_.everyone()->sets[index()]
   std::vector<std::shared_ptr<Connection>> dirty_;
   std::vector<std::shared_ptr<Connection>> flushing_;
   std::vector<std::function<void()>> hooks_;
@@ -89,11 +89,13 @@ namespace conduit::server {
 
 template <class Fn>
 void Loop::for_each_connection(Fn&& fn) {
-  for (Connection* c = head_; c;) {
-    Connection* next = c->next_;
-    auto keep = c->shared_from_this();
-    fn(*c);
-    c = next;
+  // Unlike a delivery, fn may finish its connection (which unlinks it): the
+  // next one is taken first, and kept alive in case fn's callbacks end it too.
+  for (Membership* m = connections_->first(); m;) {
+    Membership* next = m->next;
+    auto keep = m->conn->shared_from_this();
+    fn(*m->conn);
+    m = next;
   }
 }
 

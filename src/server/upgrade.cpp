@@ -206,9 +206,6 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
     std::lock_guard lock(loop_.foreign_mutex());
     foreign_closed_ = false;  // other threads may send from here on
   }
-  GroupState& everyone = *core().everyone();
-  everyone.sets[loop_.index()].link(everyone_);
-  everyone.members.fetch_add(1, std::memory_order_relaxed);
   parser_.set_limits(limits_for(core().options(), deflate_ != nullptr));
   loop_.counters().connections_total.inc();
   loop_.counters().connections_active.inc();
@@ -273,6 +270,7 @@ void Connection::serve_route() {
     respond_and_close(wire::make_error_response(500, "internal error"));
     return;
   }
+  if (req.method == "HEAD") response.erase(response.find("\r\n\r\n") + 4);  // same head, no body
   respond_and_close(response);
 }
 

@@ -277,6 +277,10 @@ TEST_F(Routes, ExactBeforePrefixAndCustomStatusAndHeaders) {
   EXPECT_NE(r.find("\r\nX-Kind: teapot\r\n"), std::string::npos);
   EXPECT_EQ(body(request({"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"})), "overridden\n");
   EXPECT_EQ(body(request({"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"})), "ready\n");  // built-ins stay
+  r = request({"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n"});                         // HEAD: GET's head, no body
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
+  EXPECT_NE(r.find("\r\nContent-Length: 6\r\n"), std::string::npos);
+  EXPECT_EQ(body(r), "");
 }
 
 TEST_F(Routes, ThrowingHandlerIs500AndCounted) {
