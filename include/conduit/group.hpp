@@ -11,8 +11,10 @@
 // to no server context takeover, else one each). Each loop keeps its own list of the group's
 // members and touches it only on its thread: joining, leaving and publishing
 // take no global lock, and a publication reaches another loop with one post
-// per loop per batch of publications, not one per member. Publishing to a
-// group without members costs one framing and one post per loop.
+// per loop per batch of publications, not one per member, and only to loops
+// where the group has members. Publishing to a group without members costs
+// one atomic load. A publication and a join made at the same time on
+// different threads are not ordered: the joining session may or may not get it.
 //
 // Every member's slow-consumer policy applies to each publication as it does
 // to Session::send. A session leaves every group when it closes.

@@ -28,7 +28,7 @@ void SubscriberSet::link(Membership& m) noexcept {
   m.next = head_;
   if (head_) head_->prev = &m;
   head_ = &m;
-  ++size_;
+  size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
 void SubscriberSet::unlink(Membership& m) noexcept {
@@ -39,7 +39,7 @@ void SubscriberSet::unlink(Membership& m) noexcept {
   }
   if (m.next) m.next->prev = m.prev;
   m.prev = m.next = nullptr;
-  --size_;
+  size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 // ---------------------------------------------------------------- FanOut
@@ -110,6 +110,9 @@ net::FrameBuffer* FanOut::compress_run(wire::PerMessageDeflate& deflate, const s
 }
 
 void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type) {
+  // Members join and leave on their own loops; a publication that does not
+  // see a concurrent join is simply ordered before it.
+  if (group->members.load(std::memory_order_relaxed) == 0) return;
   const std::size_t total = wire::unmasked_frame_size(data.size());
   if (!batch_ || batch_->room() < total) {
     if (batch_) batch_->release();
@@ -119,12 +122,12 @@ void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view 
   batch_->size += static_cast<std::uint32_t>(
       wire::write_unmasked_frame(batch_->data() + begin, opcode_of(type), false, data.data(), data.size()));
   const std::uint32_t end = batch_->size;
-  deliver(*group, batch_, begin, end, 1);
+  if (!group->sets[loop_.index()].empty()) deliver(*group, batch_, begin, end, 1);
   auto& loops = loop_.core().loops();
   if (loops.size() < 2) return;
   if (outbox_.size() != loops.size()) outbox_.resize(loops.size());
   for (std::size_t i = 0; i < outbox_.size(); ++i) {
-    if (i == loop_.index()) continue;
+    if (i == loop_.index() || group->sets[i].size() == 0) continue;
     auto& box = outbox_[i];
     if (!box.empty() && box.back().buf == batch_ && box.back().end == begin && box.back().group == group) {
       box.back().end = end;
@@ -156,12 +159,14 @@ bool FanOut::hand_off() {
 
 void publish_from_outside(ServerCore& core, const std::shared_ptr<GroupState>& group, std::string_view data,
                           MessageType type) {
+  if (group->members.load(std::memory_order_relaxed) == 0) return;
   const std::size_t total = wire::unmasked_frame_size(data.size());
   net::FrameBuffer* buf = net::FrameBuffer::create(total);
   buf->size = static_cast<std::uint32_t>(
       wire::write_unmasked_frame(buf->data(), opcode_of(type), false, data.data(), data.size()));
   for (auto& l : core.loops()) {
     Loop* loop = l.get();
+    if (group->sets[loop->index()].size() == 0) continue;
     buf->add_ref();
     loop->post([loop, buf, group] {
       loop->fanout().deliver(*group, buf, 0, buf->size, 1);

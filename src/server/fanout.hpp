@@ -5,6 +5,8 @@
 //   list of memberships touched only by its loop's thread, so joining,
 //   leaving and delivering take no lock; joining and leaving are O(1) once the
 //   membership is found (a session has few).
+// - A publication to a group without members anywhere costs one atomic load;
+//   one goes only to the loops where the group has members.
 // - Publishing on a loop frames the message into that loop's batch buffer,
 //   delivers it to the local set at once and queues the run for every other
 //   loop; at the end of the batch each other loop gets one post carrying
@@ -70,7 +72,9 @@ class SubscriberSet {
   void unlink(Membership& m) noexcept;
   bool empty() const noexcept { return head_ == nullptr; }
   Membership* first() noexcept { return head_; }
-  std::size_t size() const noexcept { return size_; }
+  // Any thread (a publisher on another loop skips a loop without members);
+  // written by the set's loop only.
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
   // fn(Connection&) for every member; fn must not unlink other members (a
   // delivery never does: a slow consumer is closed, not finished, here).
   template <class Fn>
@@ -84,7 +88,7 @@ class SubscriberSet {
 
  private:
   Membership* head_ = nullptr;
-  std::size_t size_ = 0;
+  std::atomic<std::size_t> size_{0};
 };
 
 struct GroupState {

@@ -3,8 +3,10 @@
 // HTTP request answered from the route table. Loop thread only.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <cstdint>
 #include <cstring>
 
 #include "server/connection.hpp"
@@ -98,7 +100,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
         return;
       }
       const std::uint64_t body_len = parser.content_length().value_or(0);
-      const std::size_t cap = core().options().max_http_body_bytes;
+      const std::uint64_t cap = std::min<std::uint64_t>(core().options().max_http_body_bytes, UINT32_MAX);
       if (body_len > cap) {
         refuse(413,
                "request body of " + std::to_string(body_len) + " bytes is over the limit of " + std::to_string(cap),
@@ -107,8 +109,8 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
       }
       h.buf.resize(header_len);  // anything read past the head is in rest
       h.route = route;
-      h.header_len = header_len;
-      h.body_len = static_cast<std::size_t>(body_len);
+      h.header_len = static_cast<std::uint32_t>(header_len);
+      h.body_len = static_cast<std::uint32_t>(body_len);
       read_request_body(rest, rest_len);
       return;
     }
@@ -219,11 +221,11 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
 
 void Connection::read_request_body(std::uint8_t* data, std::size_t len) {
   HandshakeState& h = *handshake_;
-  const std::size_t want = h.header_len + h.body_len - h.buf.size();
+  const std::size_t want = std::size_t{h.header_len} + h.body_len - h.buf.size();
   // Bytes past the body (a pipelined second request) are ignored: the
   // connection closes after this response.
   h.buf.append(reinterpret_cast<const char*>(data), std::min(len, want));
-  if (h.buf.size() == h.header_len + h.body_len) serve_route();
+  if (h.buf.size() == std::size_t{h.header_len} + h.body_len) serve_route();
 }
 
 void Connection::serve_route() {
