@@ -12,8 +12,12 @@ namespace conduit {
 
 // What Session::send did with a message. The answer is decided when send()
 // is called, from any thread, and it is the truth: a message reported queued
-// is in the session's outbound stream ahead of any close frame the server
-// sends later; a message reported dropped is never sent.
+// is in the session's outbound stream, ahead of any close frame the server
+// sends later (from another thread too: the loop queues it before it queues
+// a close); a message reported dropped is never sent. Like any queued data,
+// a queued message is still lost if the connection fails before it is
+// written (reset, heartbeat timeout) or if a later send overflows the queue
+// under SlowConsumerPolicy::Close (the backlog is discarded, see Dropped).
 enum class SendStatus : std::uint8_t {
   // Queued; the session's queued bytes (including this message) are at most
   // half of ServerOptions::send_queue_bytes.
@@ -38,11 +42,10 @@ class Session {
  public:
   virtual ~Session() = default;
 
-  // Queues one message (see SendStatus). Queued messages are written in the
-  // order send() was called on the session's loop thread; from another
-  // thread, in the order of that thread's calls. A message queued while the
-  // session is open can still be lost if the connection then fails (reset,
-  // heartbeat timeout) before it is written.
+  // Queues one message (see SendStatus). Messages sent on the session's loop
+  // thread are written in the order of the calls; so are those one other
+  // thread sends. From another thread the message is copied and queued by
+  // the loop after its current batch.
   virtual SendStatus send(std::string_view data, MessageType type = MessageType::Text) = 0;
   // Starts the close handshake (code 1000 unless given).
   virtual void close(std::uint16_t code = 1000, std::string_view reason = {}) = 0;

@@ -95,9 +95,9 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   Membership everyone_;
   // Written under the loop's foreign_mutex(): bytes of sends from other
   // threads admitted but not yet queued (saturating; reset to 0 whenever the
-  // loop takes them), and whether such sends are still accepted (only while
-  // Open; set before our close frame is queued). 32 bits: this sits in every
-  // connection, and a count that saturates at 4 GiB is over any cap.
+  // loop takes them). 32 bits: this sits in every connection, and a count
+  // that saturates at 4 GiB is over any cap. foreign_closed_ (below) says
+  // whether such sends are still accepted.
   std::atomic<std::uint32_t> foreign_bytes_{0};
 
   // wire::Parser handler interface.
@@ -174,7 +174,9 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   State state_ = State::Handshake;
 
  public:
-  bool foreign_closed_ = true;  // see foreign_bytes_ (not a bit field: read by other threads)
+  // Under the loop's foreign_mutex(): false only while Open; set before our
+  // close frame is queued. Not a bit field: other threads read it.
+  bool foreign_closed_ = true;
 
  private:
   bool metrics_only_ : 1 = false;  // accepted on metrics.listen: HTTP routes only, no upgrades
