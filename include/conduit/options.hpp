@@ -46,7 +46,7 @@ struct ServerOptions {
   unsigned threads = 1;            // event loops; 0 = one per core
   int backlog = 1024;              // listen(2) backlog
   // Optional second listener for the HTTP routes only (/metrics, /healthz,
-  // /readyz), e.g. on an address Prometheus can reach and clients cannot;
+  // /readyz and the application's, see Server::add_route), e.g. on an address Prometheus can reach and clients cannot;
   // WebSocket upgrades there get 404. Empty host = none (the routes are always
   // served on the main port as well). Port 0 = pick one (Server::metrics_port()).
   std::string metrics_host;
@@ -65,8 +65,12 @@ struct ServerOptions {
   // Cap on a connection's queued outbound bytes; see slow_consumer. Default 1 MiB.
   std::size_t send_queue_bytes = 1 << 20;
   SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::Close;
+  // Largest body an HTTP route accepts (Content-Length); larger → 413 without
+  // reading it. The body is held in memory until the handler has run, and
+  // handshake_timeout bounds how long it may take to arrive. Default 64 KiB.
+  std::size_t max_http_body_bytes = 65536;
 
-  // Admission (issue 3).
+  // Admission: refused upgrades get the status below and are counted.
   std::vector<std::string> allowed_origins;  // exact or "*.example.com"; empty = all
   std::size_t max_connections = 10000;       // 503 + Retry-After beyond this
   std::size_t max_connections_per_ip = 0;    // 0 = unlimited

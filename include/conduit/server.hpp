@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "conduit/http.hpp"
 #include "conduit/message.hpp"
 #include "conduit/options.hpp"
 #include "conduit/session.hpp"
@@ -68,8 +69,37 @@ class Server {
   bool draining() const noexcept;
   std::size_t connection_count() const noexcept;
 
-  // Sends data to every open session, framed once and shared (GUIDE rule 4).
+  // Sends data to every open session: framed once into a shared buffer that
+  // every session's queue references (sessions with permessage-deflate get a
+  // compressed copy, shared per compression setting under
+  // server_no_context_takeover, else one per session). Any thread. Each session's slow-consumer policy
+  // applies as for send(). A broadcast is a publish to the group of every
+  // open session (see conduit::Group).
   void broadcast(std::string_view data, MessageType type = MessageType::Text);
+
+  // ---- extension points -------------------------------------------------
+  // Adds an HTTP route (conduit/http.hpp) served on the main port and on the
+  // metrics listener. Before start() only (throws std::logic_error after): the
+  // loops read the table without a lock. A route with the method, path and
+  // match of an existing one (a built-in included) replaces it.
+  void add_route(HttpRoute route);
+  // Adds a hook run on every loop at the end of each batch of work (after
+  // the batch's messages were handled, before its output is written), with
+  // that loop's index. Output the hook produces (send, publish) is written in
+  // the same batch. Before start() only (throws std::logic_error after).
+  void add_end_of_batch_hook(std::function<void(unsigned loop_index)> hook);
+  // Number of event loops (threads); loop indexes are 0 .. loop_count() - 1.
+  unsigned loop_count() const noexcept;
+  // Runs fn on loop loop_index's thread, after the loop's current batch, in
+  // the order posted (per posting thread). Safe from any thread, e.g. a
+  // client library's I/O thread handing over messages; from a handler, fn
+  // runs later, never inline. Returns false, and fn is not run, when there is
+  // no such loop or the server has stopped (a post racing stop() may also
+  // not run). Work posted before start() runs once the loops start.
+  bool post(unsigned loop_index, std::function<void()> fn);
+  // post() to every loop, each with its own copy of fn (called with the loop's
+  // index). Returns false when the server has stopped.
+  bool post_to_all_loops(std::function<void(unsigned loop_index)> fn);
 
   // Prometheus text exposition of the server's metrics.
   std::string metrics_text() const;
@@ -77,6 +107,7 @@ class Server {
   struct Impl;
 
  private:
+  friend class Group;
   std::unique_ptr<Impl> impl_;
 };
 

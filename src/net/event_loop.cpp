@@ -100,9 +100,9 @@ int EventLoop::run() {
       err = errno;  // EBADF/EINVAL/EFAULT: nothing sensible left to wait on
       break;
     }
-    // Output produced while handling the whole batch is flushed once at its
+    // One batch (see post()): handlers, posted tasks, due timers, then the
+    // hooks, so output produced anywhere in the batch is flushed once at its
     // end (GUIDE rule 3): one gather write per connection per iteration.
-    in_batch = true;
     for (int i = 0; i < n; ++i) {
       auto* h = static_cast<IoHandler*>(events[i].data.ptr);
       if (h) {
@@ -111,11 +111,9 @@ int EventLoop::run() {
         woken_ = true;
       }
     }
-    in_batch = false;
-    end_of_batch();
-    graveyard_.clear();
     run_posted();
     if (!timers_.empty()) run_timers();
+    for (auto& hook : end_of_batch_hooks_) hook();
     graveyard_.clear();
   }
   graveyard_.clear();

@@ -2,7 +2,9 @@
 // per-thread read buffer every connection on this loop reads into (rule 1),
 // the pool of send queue nodes, the list of connections with unflushed output
 // (rule 3), the coarse clock and timers used by the timeout sweep (rule 6),
-// the loop's counters, and the queue of work posted from other threads.
+// and the queue of work posted from other threads. It knows nothing of what
+// runs on it: the server (or any other owner) plugs in through IoHandler and
+// the end-of-batch hooks.
 //
 // Why the server loop is not an asio::io_context (measured, see
 // docs/benchmarks.md): with Asio's reactor as the master, every batch of
@@ -27,7 +29,6 @@
 #include <vector>
 
 #include "net/send_queue.hpp"
-#include "ops/metrics.hpp"
 
 namespace conduit::net {
 
@@ -54,8 +55,6 @@ class EventLoop {
   std::uint8_t* read_buffer() noexcept { return read_buffer_.get(); }
   NodePool& pool() noexcept { return pool_; }
   iovec* iov() noexcept { return iov_; }
-  ops::ServerCounters& counters() noexcept { return counters_; }
-  const ops::ServerCounters& counters() const noexcept { return counters_; }
 
   // Coarse monotonic time in milliseconds, refreshed after every wait; good
   // enough for heartbeats and timeouts.
@@ -63,8 +62,6 @@ class EventLoop {
   void refresh_clock() noexcept;
 
   bool on_this_thread() const noexcept { return current_ == this; }
-  // True while a batch of events is being handled; output is flushed at its end.
-  bool in_batch = false;
   static EventLoop* current() noexcept { return current_; }
 
   // Runs the loop on the calling thread until stop() (from any thread).
@@ -76,6 +73,11 @@ class EventLoop {
 
   // Runs fn on the loop's thread, after the current batch (never inline).
   // Safe from any thread; from another thread it wakes the loop.
+  //
+  // A batch is one turn of the loop: the ready descriptors' handlers, then
+  // the posted tasks, then the due timers, then the end-of-batch hooks. All
+  // loop-thread code therefore runs inside a batch, and whatever it leaves
+  // for the end of the batch (queued output, say) is taken care of by a hook.
   void post(Task fn);
 
   // One-shot timer on this loop (loop thread only); fn runs outside any batch.
@@ -91,8 +93,10 @@ class EventLoop {
   // event already fetched for it in this batch does not reach freed memory.
   void retire(std::shared_ptr<void> obj) { graveyard_.push_back(std::move(obj)); }
   void release_retired() noexcept { graveyard_.clear(); }
-  // Called at the end of each batch of I/O events by the owner of the loop.
-  virtual void end_of_batch() {}
+  // Adds fn to the hooks run, in the order they were added, at the end of
+  // every batch (loop thread, or before run()). A hook may post work, which
+  // runs in the next batch.
+  void add_end_of_batch_hook(Task fn) { end_of_batch_hooks_.push_back(std::move(fn)); }
 
  private:
   struct Timer {
@@ -110,7 +114,6 @@ class EventLoop {
   std::unique_ptr<std::uint8_t[]> read_buffer_;
   NodePool pool_;
   iovec iov_[SendQueue::max_iov];
-  ops::ServerCounters counters_;
   std::int64_t now_ms_ = 0;
   std::thread thread_;
   std::vector<std::shared_ptr<void>> graveyard_;
@@ -121,6 +124,7 @@ class EventLoop {
   std::atomic<bool> wake_pending_{false};
   std::atomic<bool> stop_{false};
   bool woken_ = false;
+  std::vector<Task> end_of_batch_hooks_;
   std::vector<Timer> timers_;  // few (sweep, grace, accept retry): a vector beats a heap
   static thread_local EventLoop* current_;
 };

@@ -2,12 +2,20 @@
 //
 // Life of a connection, top to bottom:
 //   accepted → Handshake (request bytes accumulate in a small heap block that
-//   is freed after the upgrade) → Open (frames parsed in place from the loop's
-//   read buffer; replies queued and flushed with one gather write per read
-//   batch) → Closing (our close frame is queued; we keep reading until the
-//   peer's close or EOF, bounded by close_timeout) → Closed (socket closed,
-//   on_close called once, loop forgets it).
+//   is freed after the upgrade or the HTTP response) → Open (frames parsed in
+//   place from the loop's read buffer; replies queued and flushed with one
+//   gather write per batch) → Closing (our close frame is queued; we keep
+//   reading until the peer's close or EOF, bounded by close_timeout) → Closed
+//   (socket closed, on_close called once, loop forgets it).
+//
+// The code is split by concern: connection.cpp (reading and the frame state
+// machine), upgrade.cpp (HTTP request, admission, accept hook, deflate
+// negotiation, HTTP routes), connection_send.cpp (send path, slow-consumer
+// policy, flush, sends from other threads), connection_close.cpp (close
+// handshake, sweep, finish). The socket is reached through a Transport
+// (plain or TLS).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -16,6 +24,10 @@
 #include "conduit/server.hpp"
 #include "net/event_loop.hpp"
 #include "net/send_queue.hpp"
+#include "server/failures.hpp"
+#include "server/fanout.hpp"
+#include "server/foreign_send.hpp"
+#include "server/transport.hpp"
 #include "wire/parser.hpp"
 
 namespace conduit::wire {
@@ -24,26 +36,35 @@ class PerMessageDeflate;
 
 namespace conduit::server {
 
+class Loop;
 class ServerCore;
 struct HandshakeState;
-class TlsState;
+struct HttpRoute;
 
 class Connection final : public Session, public net::IoHandler, public std::enable_shared_from_this<Connection> {
  public:
   enum class State : std::uint8_t { Handshake, Open, Closing, Closed };
+  // What happens to sends other threads made that have not reached the
+  // queue yet when the close starts.
+  enum class PendingSends : std::uint8_t { Send, Discard };
+  // Whether a frame goes through the slow-consumer policy: Check for
+  // application messages; Admitted for a send another thread already
+  // admitted; Control for control frames, which always go out.
+  enum class Admission : std::uint8_t { Check, Admitted, Control };
 
-  Connection(ServerCore& core, net::EventLoop& loop, int fd, std::uint64_t id, std::string remote_address);
+  Connection(Loop& loop, int fd, std::uint64_t id, std::string remote_address, bool metrics_only);
   ~Connection() override;
 
   // Session
-  bool send(std::string_view data, MessageType type) override;
+  SendStatus send(std::string_view data, MessageType type) override;
   void close(std::uint16_t code, std::string_view reason) override;
   std::uint64_t id() const noexcept override { return id_; }
   const std::string& remote_address() const noexcept override { return remote_address_; }
   const std::string& path() const noexcept override { return path_; }
   const std::string& subprotocol() const noexcept override { return subprotocol_; }
-  std::size_t buffered_amount() const noexcept override { return queue_.bytes(); }
+  std::size_t buffered_amount() const noexcept override { return queued_bytes_.load(std::memory_order_relaxed); }
   bool is_open() const noexcept override { return state_ == State::Open; }
+  unsigned loop_index() const noexcept override;
   std::shared_ptr<Session> shared() override { return shared_from_this(); }
 
   // Engine entry points (loop thread only).
@@ -51,21 +72,33 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void on_io(std::uint32_t events) override;
   void sweep(std::int64_t now_ms);  // heartbeats and timeouts
   void flush();                     // one gather write of everything queued
-  // Queues a reference to an already-framed broadcast (shared buffer range).
+  // Queues a reference to already-framed fan-out frames (shared buffer range).
   void deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::size_t messages);
+  // Queues a message another thread's send() already admitted.
+  void enqueue_admitted(const ForeignSend& s);
   bool compressed() const noexcept { return deflate_ != nullptr; }
+  wire::PerMessageDeflate* deflate() noexcept { return deflate_.get(); }
   void go_away();           // graceful shutdown: close 1001
   void abort_connection();  // immediate drop
   State state() const noexcept { return state_; }
   std::string remote_ip() const;
   bool dirty() const noexcept { return dirty_; }
-  void clear_dirty() noexcept { dirty_ = false; }
 
-  // Intrusive links in the loop's connection list (for the sweep and broadcast).
-  Connection* prev_ = nullptr;
-  Connection* next_ = nullptr;
-  // Accepted on the metrics.listen address: HTTP routes only, no upgrades.
-  bool metrics_only = false;
+  bool on_own_loop() const noexcept;
+  // Application groups (loop thread only). join: false when the session is
+  // not open; joining twice is a no-op.
+  bool join(const std::shared_ptr<GroupState>& group);
+  void leave(const GroupState& group);
+
+  // This connection's place in the set of every session on its loop, which is
+  // also the loop's connection list (for the sweep and shutdown).
+  Membership everyone_;
+  // Written under the loop's foreign_mutex(): bytes of sends from other
+  // threads admitted but not yet queued (saturating; reset to 0 whenever the
+  // loop takes them). 32 bits: this sits in every connection, and a count
+  // that saturates at 4 GiB is over any cap. foreign_closed_ (below) says
+  // whether such sends are still accepted.
+  std::atomic<std::uint32_t> foreign_bytes_{0};
 
   // wire::Parser handler interface.
   void on_message(wire::Opcode op, std::uint8_t* data, std::size_t len, bool compressed);
@@ -75,40 +108,57 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void on_error(std::uint16_t code, const char* reason);
 
  private:
+  ServerCore& core() const noexcept;
+  // connection.cpp
   void on_readable();
   void on_writable();
   void process_input(std::uint8_t* data, std::size_t len);
-  void process_handshake(std::uint8_t* data, std::size_t len);
-  void complete_upgrade(std::uint8_t* rest, std::size_t rest_len);
-  void refuse(unsigned status, std::string_view reason, ops::HandshakeFailure why, std::string_view extra_headers = {});
-  void http_reply(unsigned status, std::string_view content_type, std::string_view body);
-  void respond_and_close(std::string_view response);
-  bool enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, bool control);
-  bool admit(std::size_t frame_bytes);  // slow-consumer policy; false = not queued
-  void start_close(std::uint16_t code, std::string_view reason, bool failed);
-  void after_flush();
-  void mark_dirty();
-  void finish(std::uint16_t code, std::string_view reason);
+  void on_eof();
   void fail_io(int err);
   // Runs an application handler; an exception is logged and counted, and an
   // open session is closed with 1011. Returns false when fn threw.
   template <class Fn>
   bool guarded(const char* which, Fn&& fn) noexcept;
   void handler_failed(const char* which, const char* what) noexcept;
-  void on_eof();
-  bool tls() const noexcept { return tls_ != nullptr; }
-  long raw_read(std::uint8_t* buf, std::size_t len, int& err);
+  // upgrade.cpp
+  void process_handshake(std::uint8_t* data, std::size_t len);
+  void read_request_body(std::uint8_t* data, std::size_t len);
+  void serve_route();
+  void complete_upgrade(std::uint8_t* rest, std::size_t rest_len);
+  void refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra_headers = {});
+  void respond_and_close(std::string_view response);
+  // connection_send.cpp
+  SendStatus send_on_loop(std::string_view data, MessageType type);
+  SendStatus send_from_other_thread(std::string_view data, MessageType type);
+  SendStatus enqueue_message(std::string_view data, MessageType type, Admission admission);
+  SendStatus enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, Admission admission);
+  SendStatus admit(std::size_t frame_bytes);  // slow-consumer policy
+  void overflow(std::size_t queued);          // the policy's action once over the cap
+  void note_queue_bytes() noexcept {
+    const std::size_t b = queue_.bytes();
+    queued_bytes_.store(b > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(b), std::memory_order_relaxed);
+  }
+  void after_flush();
+  void mark_dirty();
+  // Stops accepting sends from other threads; queues (or discards) those
+  // already admitted. Called before our close frame is queued.
+  void stop_foreign_sends(PendingSends pending);
+  // connection_close.cpp
+  void start_close(std::uint16_t code, std::string_view reason, bool failed, PendingSends pending = PendingSends::Send);
+  void finish(std::uint16_t code, std::string_view reason);
+  void leave_all_groups() noexcept;
 
-  ServerCore& core_;
-  net::EventLoop& loop_;
+  Loop& loop_;
   int fd_;
   std::shared_ptr<Connection> self_;  // the loop's reference while the socket is open
   std::uint64_t id_;
   wire::Parser parser_;
   net::SendQueue queue_;
+  std::atomic<std::uint32_t> queued_bytes_{0};  // queue_.bytes() for other threads (saturating)
   std::unique_ptr<HandshakeState> handshake_;
   std::unique_ptr<wire::PerMessageDeflate> deflate_;
-  std::unique_ptr<TlsState> tls_;
+  TransportPtr transport_;
+  GroupMembership* groups_ = nullptr;  // application groups, linked by next_of_connection
   std::string remote_address_;
   std::string path_;
   std::string subprotocol_;
@@ -122,7 +172,15 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   std::uint64_t bytes_out_ = 0;
   std::uint16_t close_code_ = 1006;
   State state_ = State::Handshake;
-  bool read_posted_ : 1 = false;  // a read continuation is queued
+
+ public:
+  // Under the loop's foreign_mutex(): false only while Open; set before our
+  // close frame is queued. Not a bit field: other threads read it.
+  bool foreign_closed_ = true;
+
+ private:
+  bool metrics_only_ : 1 = false;  // accepted on metrics.listen: HTTP routes only, no upgrades
+  bool read_posted_ : 1 = false;   // a read continuation is queued
   bool write_blocked_ : 1 = false;
   bool dirty_ : 1 = false;
   bool awaiting_pong_ : 1 = false;
@@ -133,5 +191,18 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool counted_open_ : 1 = false;
   bool high_water_ : 1 = false;  // queue went above half the cap (drain callback)
 };
+
+template <class Fn>
+bool Connection::guarded(const char* which, Fn&& fn) noexcept {
+  try {
+    fn();
+    return true;
+  } catch (const std::exception& e) {
+    handler_failed(which, e.what());
+  } catch (...) {
+    handler_failed(which, "unknown exception");
+  }
+  return false;
+}
 
 }  // namespace conduit::server

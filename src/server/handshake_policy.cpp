@@ -69,7 +69,7 @@ AdmissionDecision HandshakePolicy::decide(const AdmissionRequest& req) const {
   if (req.draining) {
     d.status = 503;
     d.reason = "server is shutting down";
-    d.failure = ops::HandshakeFailure::ShuttingDown;
+    d.failure = HandshakeFailure::ShuttingDown;
     d.extra_headers = retry;
     return d;
   }
@@ -77,20 +77,20 @@ AdmissionDecision HandshakePolicy::decide(const AdmissionRequest& req) const {
     d.status = 403;
     d.reason = req.origin.empty() ? "missing Origin (server.allowed_origins is set)"
                                   : "origin not allowed: " + std::string(req.origin.substr(0, 200));
-    d.failure = ops::HandshakeFailure::OriginRejected;
+    d.failure = HandshakeFailure::OriginRejected;
     return d;
   }
   if (max_connections_ > 0 && req.open_connections >= max_connections_) {
     d.status = 503;
     d.reason = "server at capacity (server.max_connections)";
-    d.failure = ops::HandshakeFailure::OverCapacity;
+    d.failure = HandshakeFailure::OverCapacity;
     d.extra_headers = retry;
     return d;
   }
   if (max_per_ip_ > 0 && req.open_from_ip >= max_per_ip_) {
     d.status = 503;
     d.reason = "too many connections from this address (server.max_connections_per_ip)";
-    d.failure = ops::HandshakeFailure::PerIpCapacity;
+    d.failure = HandshakeFailure::PerIpCapacity;
     d.extra_headers = retry;
     return d;
   }
@@ -98,7 +98,7 @@ AdmissionDecision HandshakePolicy::decide(const AdmissionRequest& req) const {
   if (d.subprotocol.empty() && require_subprotocol_) {
     d.status = 400;
     d.reason = req.offered.empty() ? "a subprotocol is required" : "no supported subprotocol offered";
-    d.failure = ops::HandshakeFailure::NoSubprotocol;
+    d.failure = HandshakeFailure::NoSubprotocol;
     return d;
   }
   d.accept = true;

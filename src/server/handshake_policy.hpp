@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "conduit/options.hpp"
-#include "ops/metrics.hpp"
+#include "server/failures.hpp"
 
 namespace conduit::server {
 
@@ -23,7 +23,7 @@ struct AdmissionDecision {
   bool accept = false;
   unsigned status = 0;  // when refused: 400, 403 or 503
   std::string reason;   // when refused: one line for body and log
-  ops::HandshakeFailure failure = ops::HandshakeFailure::BadRequest;
+  HandshakeFailure failure = HandshakeFailure::BadRequest;
   std::string extra_headers;  // e.g. "Retry-After: 5\r\n"
   std::string subprotocol;    // when accepted: "" = none
 };

@@ -54,7 +54,7 @@ TlsContext::~TlsContext() {
   if (ctx) SSL_CTX_free(ctx);
 }
 
-std::unique_ptr<TlsState> TlsContext::new_session() {
+TransportPtr TlsContext::new_session() {
   SSL* ssl = SSL_new(ctx);
   if (!ssl) return nullptr;
   BIO* rbio = BIO_new(BIO_s_mem());
@@ -68,12 +68,12 @@ std::unique_ptr<TlsState> TlsContext::new_session() {
   BIO_set_mem_eof_return(rbio, -1);  // "no data yet", not EOF
   SSL_set_bio(ssl, rbio, wbio);      // ssl owns both
   SSL_set_accept_state(ssl);
-  return std::make_unique<TlsState>(ssl, rbio, wbio);
+  return TransportPtr(new TlsTransport(ssl, rbio, wbio));
 }
 
-TlsState::~TlsState() { SSL_free(ssl_); }
+TlsTransport::~TlsTransport() { SSL_free(ssl_); }
 
-long TlsState::read(int fd, std::uint8_t* buf, std::size_t len, int& err) {
+long TlsTransport::read(int fd, std::uint8_t* buf, std::size_t len, int& err) {
   for (;;) {
     int n = SSL_read(ssl_, buf, static_cast<int>(len > INT_MAX ? INT_MAX : len));
     if (n > 0) return n;
@@ -98,7 +98,7 @@ long TlsState::read(int fd, std::uint8_t* buf, std::size_t len, int& err) {
   }
 }
 
-void TlsState::collect_output() {
+void TlsTransport::collect_output() {
   std::size_t pending = BIO_ctrl_pending(wbio_);
   if (pending == 0) return;
   if (out_off_ == out_.size()) {
@@ -111,13 +111,13 @@ void TlsState::collect_output() {
   out_.resize(old + (got > 0 ? static_cast<std::size_t>(got) : 0));
 }
 
-bool TlsState::has_output() const noexcept { return out_off_ < out_.size() || BIO_ctrl_pending(wbio_) > 0; }
+bool TlsTransport::has_pending_output() const noexcept { return out_off_ < out_.size() || BIO_ctrl_pending(wbio_) > 0; }
 
-bool TlsState::can_accept_plaintext() const noexcept {
+bool TlsTransport::can_accept_plaintext() const noexcept {
   return SSL_is_init_finished(ssl_) && (out_.size() - out_off_) + BIO_ctrl_pending(wbio_) < kMaxPendingCiphertext;
 }
 
-std::size_t TlsState::encrypt(const iovec* iov, int count) {
+std::size_t TlsTransport::encrypt(const iovec* iov, int count) {
   std::size_t taken = 0;
   for (int i = 0; i < count && can_accept_plaintext(); ++i) {
     int n = SSL_write(ssl_, iov[i].iov_base, static_cast<int>(iov[i].iov_len));
@@ -128,7 +128,7 @@ std::size_t TlsState::encrypt(const iovec* iov, int count) {
   return taken;
 }
 
-long TlsState::write_out(int fd, int& err) {
+long TlsTransport::write_out(int fd, int& err) {
   long total = 0;
   for (;;) {
     if (out_off_ == out_.size()) {
@@ -148,10 +148,37 @@ long TlsState::write_out(int fd, int& err) {
   }
 }
 
-void TlsState::shutdown_notify(int fd) {
+Transport::WriteStatus TlsTransport::write(int fd, net::SendQueue& queue, net::NodePool& pool, iovec* iov,
+                                           std::uint64_t& written, int& err) {
+  for (;;) {
+    std::size_t taken = 0;
+    while (!queue.empty() && can_accept_plaintext()) {
+      int cnt = queue.gather(iov, 64);
+      std::size_t n = encrypt(iov, cnt);
+      if (n == 0) break;
+      queue.consume(pool, n);
+      taken += n;
+    }
+    long sent = write_out(fd, err);
+    if (sent < 0) return err == EAGAIN || err == EWOULDBLOCK ? WriteStatus::Blocked : WriteStatus::Failed;
+    written += static_cast<std::uint64_t>(sent);
+    if (has_pending_output()) continue;
+    if (queue.empty()) return WriteStatus::Done;
+    if (taken == 0 && sent == 0) {
+      // OpenSSL took none of the queue and has nothing to send: retrying
+      // would spin. Only a broken session gets here.
+      last_error_ = openssl_error();
+      err = EPROTO;
+      return WriteStatus::Failed;
+    }
+  }
+}
+
+void TlsTransport::shutdown_write(int fd) noexcept {
   SSL_shutdown(ssl_);
   int err = 0;
   write_out(fd, err);
+  Transport::shutdown_write(fd);
 }
 
 }  // namespace conduit::server

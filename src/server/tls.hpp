@@ -11,6 +11,7 @@
 #include <string>
 
 #include "conduit/options.hpp"
+#include "server/transport.hpp"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;
@@ -18,26 +19,29 @@ typedef struct bio_st BIO;
 
 namespace conduit::server {
 
-class TlsState {
+class TlsTransport final : public Transport {
  public:
-  TlsState(SSL* ssl, BIO* rbio, BIO* wbio) noexcept : ssl_(ssl), rbio_(rbio), wbio_(wbio) {}
-  ~TlsState();
-  TlsState(const TlsState&) = delete;
-  TlsState& operator=(const TlsState&) = delete;
+  TlsTransport(SSL* ssl, BIO* rbio, BIO* wbio) noexcept : ssl_(ssl), rbio_(rbio), wbio_(wbio) {}
+  ~TlsTransport() override;
+  TlsTransport(const TlsTransport&) = delete;
+  TlsTransport& operator=(const TlsTransport&) = delete;
 
-  // Plaintext into buf: > 0 bytes, 0 at EOF/close_notify, -1 with err set
-  // (EAGAIN when the socket has nothing more, EPROTO on a TLS failure).
-  long read(int fd, std::uint8_t* buf, std::size_t len, int& err);
-  bool has_output() const noexcept;
+  long read(int fd, std::uint8_t* buf, std::size_t len, int& err) override;
+  // Encrypts what the queue holds (bounded by the ciphertext cap) and writes
+  // the ciphertext, until both are empty or the socket is full.
+  WriteStatus write(int fd, net::SendQueue& queue, net::NodePool& pool, iovec* iov, std::uint64_t& written,
+                    int& err) override;
+  bool has_pending_output() const noexcept override;
+  bool short_read_drains() const noexcept override { return false; }
+  void shutdown_write(int fd) noexcept override;
+  std::string_view last_error() const noexcept override { return last_error_; }
+
+ private:
   bool can_accept_plaintext() const noexcept;
   // Encrypts from the iovecs; returns plaintext bytes taken.
   std::size_t encrypt(const iovec* iov, int count);
   // Writes pending ciphertext; returns bytes written or -1 with err (EAGAIN = try later).
   long write_out(int fd, int& err);
-  void shutdown_notify(int fd);
-  const std::string& last_error() const noexcept { return last_error_; }
-
- private:
   void collect_output();
   SSL* ssl_;
   BIO* rbio_;
@@ -53,7 +57,8 @@ struct TlsContext {
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
-  std::unique_ptr<TlsState> new_session();
+  // A TLS session for one accepted connection, or nullptr when OpenSSL cannot make one.
+  TransportPtr new_session();
 
   SSL_CTX* ctx = nullptr;
 };

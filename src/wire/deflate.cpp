@@ -230,6 +230,10 @@ PerMessageDeflate::PerMessageDeflate(Role role, const DeflateParams& params, int
 
 PerMessageDeflate::~PerMessageDeflate() = default;
 
+int PerMessageDeflate::stateless_key() const noexcept {
+  return impl_->reset_deflater_per_message ? impl_->deflate_window_bits * 16 + impl_->level : -1;
+}
+
 void PerMessageDeflate::compress(const std::uint8_t* data, std::size_t len, std::string& out) {
   Impl& im = *impl_;
   // deflateInit2 fails only when zlib cannot allocate its state.

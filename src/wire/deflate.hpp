@@ -56,6 +56,12 @@ class PerMessageDeflate {
   // Compresses one whole message payload and appends it to out (trailing
   // 00 00 FF FF removed, §7.2.1).
   void compress(const std::uint8_t* data, std::size_t len, std::string& out);
+  // Compressors with the same non-negative key turn the same message into the
+  // same bytes: they carry no context from one message to the next (our side
+  // agreed to no context takeover) and use the same window and level, so a
+  // broadcast can compress once per key instead of once per peer. -1 when the
+  // output depends on what this compressor compressed before.
+  int stateless_key() const noexcept;
   // Inflates one whole message payload into out (cleared first). TooBig as soon
   // as the output would exceed max_bytes (decompression bomb → 1009);
   // Corrupt for invalid deflate data (→ 1007).

@@ -31,6 +31,13 @@ std::size_t write_header(std::uint8_t* out, Opcode op, bool fin, bool rsv1, std:
   return n;
 }
 
+std::size_t write_unmasked_frame(std::uint8_t* out, Opcode op, bool rsv1, const void* payload,
+                                 std::size_t len) noexcept {
+  const std::size_t h = write_header(out, op, true, rsv1, len, nullptr);
+  if (len) std::memcpy(out + h, payload, len);
+  return h + len;
+}
+
 namespace {
 
 // Copies and masks in one pass (client frames): the payload is read once and

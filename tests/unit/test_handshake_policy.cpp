@@ -11,9 +11,9 @@
 namespace {
 
 using conduit::ServerOptions;
-using conduit::ops::HandshakeFailure;
 using conduit::server::AdmissionDecision;
 using conduit::server::AdmissionRequest;
+using conduit::server::HandshakeFailure;
 using conduit::server::HandshakePolicy;
 
 ServerOptions with_origins(std::vector<std::string> origins) {

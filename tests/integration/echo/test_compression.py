@@ -160,6 +160,57 @@ class CompressionOn(unittest.TestCase):
             c.expect_close(1002)
 
 
+class CompressedBroadcast(unittest.TestCase):
+    """A broadcast reaches peers with and without permessage-deflate, with and without
+    server context takeover: each gets every message, compressed (RSV1) when it agreed to
+    the extension and the message is at least compression.min_bytes, and inflatable the
+    way its negotiation says. Peers that agreed to no server context takeover are served
+    one shared compressed copy; they must be able to inflate each message on its own."""
+
+    def test_broadcast_to_mixed_compression_peers(self):
+        sets = {"compression.enabled": "true"}
+        with Conduitd(mode="broadcast", sets=sets) as server:
+            fresh_a = RawWS(server.port, extensions="permessage-deflate; server_no_context_takeover")
+            fresh_b = RawWS(server.port, extensions="permessage-deflate; server_no_context_takeover")
+            takeover = RawWS(server.port, extensions="permessage-deflate")
+            plain = RawWS(server.port)
+            sender = RawWS(server.port)
+            peers = [fresh_a, fresh_b, takeover, plain, sender]
+            try:
+                for p in (fresh_a, fresh_b):
+                    self.assertIn("server_no_context_takeover", negotiated(p.response_headers))
+                self.assertNotIn("server_no_context_takeover", negotiated(takeover.response_headers))
+                self.assertNotIn("permessage-deflate", negotiated(plain.response_headers))
+                messages = [("news " * 400).encode(), b"tiny", ("news " * 400).encode(), os.urandom(3000)]
+                for m in messages:
+                    sender.send_frame(OP_BINARY, m, mask=True)
+                inflate_takeover = Inflater()
+                payloads = {}
+                for name, p in (("fresh_a", fresh_a), ("fresh_b", fresh_b), ("takeover", takeover),
+                                ("plain", plain)):
+                    got = []
+                    for m in messages:
+                        f = p.recv_frame()
+                        self.assertEqual(f.opcode, OP_BINARY, name)
+                        compressible = len(m) >= 64 and p is not plain
+                        self.assertEqual(f.rsv, 4 if compressible else 0, f"{name}: RSV1 for {len(m)} bytes")
+                        got.append(f.payload)
+                        if f.rsv != 4:
+                            data = f.payload
+                        elif p is takeover:
+                            data = inflate_takeover.decompress(f.payload)
+                        else:
+                            data = Inflater().decompress(f.payload)  # no context: a fresh inflater each time
+                        self.assertEqual(data, m, name)
+                    payloads[name] = got
+                self.assertEqual(payloads["fresh_a"], payloads["fresh_b"])
+                # With takeover, the repeated message refers back to the first: smaller than without.
+                self.assertLess(len(payloads["takeover"][2]), len(payloads["fresh_a"][2]))
+            finally:
+                for p in peers:
+                    p.close()
+
+
 class CompressionOff(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

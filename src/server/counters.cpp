@@ -1,4 +1,4 @@
-#include "ops/metrics.hpp"
+#include "server/counters.hpp"
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
@@ -8,7 +8,7 @@
 #include <functional>
 #include <sstream>
 
-namespace conduit::ops {
+namespace conduit::server {
 
 const char* to_string(HandshakeFailure f) noexcept {
   switch (f) {
@@ -38,6 +38,12 @@ const char* to_string(HandshakeFailure f) noexcept {
       return "not_found";
     case HandshakeFailure::TlsFailure:
       return "tls";
+    case HandshakeFailure::MethodNotAllowed:
+      return "method_not_allowed";
+    case HandshakeFailure::LengthRequired:
+      return "length_required";
+    case HandshakeFailure::BodyTooLarge:
+      return "body_too_large";
     case HandshakeFailure::Count:
       break;
   }
@@ -134,4 +140,4 @@ std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
   return out.str();
 }
 
-}  // namespace conduit::ops
+}  // namespace conduit::server

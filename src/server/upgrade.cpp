@@ -1,0 +1,307 @@
+// The opening handshake: the HTTP request, then either a WebSocket upgrade
+// (admission, accept hook, permessage-deflate negotiation, 101) or a plain
+// HTTP request answered from the route table. Loop thread only.
+#include "ops/log.hpp"
+
+#include <algorithm>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <cstdint>
+#include <cstring>
+
+#include "server/connection.hpp"
+#include "server/handshake_state.hpp"
+#include "server/http_routes.hpp"
+#include "server/loop.hpp"
+#include "server/server_core.hpp"
+#include "wire/deflate.hpp"
+#include "wire/handshake.hpp"
+
+namespace conduit::server {
+
+namespace http = boost::beast::http;
+
+namespace {
+constexpr std::size_t kMaxRequestHeader = 16 * 1024;
+
+using RequestParser = http::request_parser<http::empty_body>;
+
+// Parses a complete request head (ending in CRLF CRLF). Empty on success,
+// else the reason it is malformed.
+std::string parse_head(RequestParser& parser, std::string_view head, wire::UpgradeRequest& up) {
+  parser.header_limit(kMaxRequestHeader);
+  parser.eager(false);
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(head.data(), head.size()), ec);
+  if (!parser.is_header_done() || (ec && ec != http::error::need_more && ec != http::error::unexpected_body)) {
+    return std::string("malformed HTTP request: ") + (ec ? ec.message() : "incomplete header");
+  }
+  const auto& req = parser.get();
+  up.method = req.method_string();
+  up.version = req.version();
+  up.target = req.target();
+  for (const auto& field : req) up.headers.push_back({field.name_string(), field.value()});
+  return {};
+}
+
+wire::ParserLimits limits_for(const ServerOptions& o, bool deflate) {
+  wire::ParserLimits l;
+  l.max_message_bytes = o.max_message_bytes;
+  l.allow_rsv1 = deflate;
+  return l;
+}
+}  // namespace
+
+void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
+  HandshakeState& h = *handshake_;
+  std::size_t old = h.buf.size();
+  std::size_t room = kMaxRequestHeader - old;
+  h.buf.append(reinterpret_cast<const char*>(data), std::min(len, room));
+  std::size_t pos = h.buf.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+  if (pos == std::string::npos) {
+    if (h.buf.size() >= kMaxRequestHeader) {
+      refuse(431, "request header too large", HandshakeFailure::HeaderTooLarge);
+    }
+    return;
+  }
+  std::size_t header_len = pos + 4;
+  // Bytes after the request head belong to the WebSocket stream (a client may
+  // pipeline its first frames behind the upgrade request) or are the body of
+  // an HTTP request.
+  std::size_t consumed_from_data = header_len - old;
+  std::uint8_t* rest = data + consumed_from_data;
+  std::size_t rest_len = len - consumed_from_data;
+
+  RequestParser parser;
+  wire::UpgradeRequest up;
+  if (std::string error = parse_head(parser, std::string_view(h.buf).substr(0, header_len), up); !error.empty()) {
+    refuse(400, error, HandshakeFailure::BadRequest);
+    return;
+  }
+  path_ = std::string(up.target);
+  const std::string_view path_only = std::string_view(path_).substr(0, path_.find('?'));
+
+  wire::UpgradeCheck check = wire::check_upgrade_request(up);
+  switch (check.verdict) {
+    case wire::UpgradeVerdict::NotUpgrade: {
+      std::string allow;
+      const HttpRoute* route = core().routes().find(up.method, path_only, allow);
+      if (!route && allow.empty()) {
+        refuse(404, "not found: " + std::string(path_only.substr(0, 200)), HandshakeFailure::NotFound);
+        return;
+      }
+      if (!route) {
+        refuse(405, "method not allowed; allowed: " + allow, HandshakeFailure::MethodNotAllowed,
+               "Allow: " + allow + "\r\n");
+        return;
+      }
+      if (parser.chunked()) {
+        refuse(411, "a request body needs Content-Length (chunked is not accepted)", HandshakeFailure::LengthRequired);
+        return;
+      }
+      const std::uint64_t body_len = parser.content_length().value_or(0);
+      const std::uint64_t cap = std::min<std::uint64_t>(core().options().max_http_body_bytes, UINT32_MAX);
+      if (body_len > cap) {
+        refuse(413,
+               "request body of " + std::to_string(body_len) + " bytes is over the limit of " + std::to_string(cap),
+               HandshakeFailure::BodyTooLarge);
+        return;
+      }
+      h.buf.resize(header_len);  // anything read past the head is in rest
+      h.route = route;
+      h.header_len = static_cast<std::uint32_t>(header_len);
+      h.body_len = static_cast<std::uint32_t>(body_len);
+      read_request_body(rest, rest_len);
+      return;
+    }
+    case wire::UpgradeVerdict::BadRequest:
+      refuse(400, check.reason, HandshakeFailure::BadRequest);
+      return;
+    case wire::UpgradeVerdict::BadVersion:
+      refuse(426, check.reason, HandshakeFailure::BadVersion, "Sec-WebSocket-Version: 13\r\n");
+      return;
+    case wire::UpgradeVerdict::Upgrade:
+      if (metrics_only_) {
+        refuse(404, "no WebSocket on the metrics listener", HandshakeFailure::NotFound);
+        return;
+      }
+      break;
+  }
+
+  std::string scratch_origin, scratch_proto, scratch_ext;
+  AdmissionRequest adm;
+  adm.origin = up.header("Origin", scratch_origin);
+  std::string_view protocols = up.header("Sec-WebSocket-Protocol", scratch_proto);
+  for (std::string_view p : wire::split_list(protocols)) adm.offered.push_back(p);
+  adm.draining = core().draining();
+  // Reserve the slot first and let the policy judge the counts as they were
+  // before this connection: one mechanism for every refusal, and two loops
+  // admitting at once cannot both take the last slot.
+  const std::string ip = remote_ip();
+  core().admission().reserve(ip, adm.open_connections, adm.open_from_ip);
+  AdmissionDecision decision = core().policy().decide(adm);
+  if (!decision.accept) {
+    core().admission().release(ip);
+    refuse(decision.status, decision.reason, decision.failure, decision.extra_headers);
+    return;
+  }
+  counted_open_ = true;  // from here on finish() releases the admission
+  std::string subprotocol = decision.subprotocol;
+
+  if (core().handlers().on_upgrade) {
+    UpgradeInfo info;
+    info.path = path_only;
+    const auto qpos = path_.find('?');
+    info.query = qpos == std::string::npos ? std::string_view() : std::string_view(path_).substr(qpos + 1);
+    info.remote_address = remote_address_;
+    info.origin = adm.origin;
+    info.offered_subprotocols = adm.offered;
+    std::vector<std::string> scratches;
+    info.header = [&up, &scratches](std::string_view name) -> std::string_view {
+      scratches.emplace_back();
+      return up.header(name, scratches.back());
+    };
+    scratches.reserve(32);
+    UpgradeDecision hook;
+    if (!guarded("on_upgrade", [&] { hook = core().handlers().on_upgrade(info); })) {
+      counted_open_ = false;
+      core().admission().release(ip);
+      refuse(500, "internal error", HandshakeFailure::HookFailed);
+      return;
+    }
+    if (!hook.accept) {
+      counted_open_ = false;
+      core().admission().release(ip);
+      unsigned status = hook.status >= 400 && hook.status <= 599 ? hook.status : 403;
+      refuse(status, hook.reason.empty() ? "refused" : hook.reason, HandshakeFailure::RefusedByHook);
+      return;
+    }
+    if (!hook.subprotocol.empty()) subprotocol = hook.subprotocol;
+    user_data = std::move(hook.user_data);
+  }
+
+  std::string extensions;
+  if (core().deflate_config().enabled) {
+    std::string_view offers = up.header("Sec-WebSocket-Extensions", scratch_ext);
+    if (!offers.empty()) {
+      if (auto neg = wire::negotiate_deflate(offers, core().deflate_config())) {
+        deflate_ =
+            std::make_unique<wire::PerMessageDeflate>(wire::Role::Server, neg->params, core().deflate_config().level);
+        extensions = neg->response;
+      }
+    }
+  }
+  subprotocol_ = std::move(subprotocol);
+  std::string response = wire::make_accept_response(wire::compute_accept_key(check.key), subprotocol_, extensions);
+  handshake_.reset();
+  std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
+  std::memcpy(p, response.data(), response.size());
+  queue_.commit(response.size());
+  note_queue_bytes();
+  mark_dirty();
+  complete_upgrade(rest, rest_len);
+}
+
+void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
+  state_ = State::Open;
+  {
+    std::lock_guard lock(loop_.foreign_mutex());
+    foreign_closed_ = false;  // other threads may send from here on
+  }
+  parser_.set_limits(limits_for(core().options(), deflate_ != nullptr));
+  loop_.counters().connections_total.inc();
+  loop_.counters().connections_active.inc();
+  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
+               subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
+  if (core().handlers().on_open) guarded("on_open", [&] { core().handlers().on_open(*this); });
+  if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
+}
+
+// ---------------------------------------------------------------- HTTP routes
+
+void Connection::read_request_body(std::uint8_t* data, std::size_t len) {
+  HandshakeState& h = *handshake_;
+  const std::size_t want = std::size_t{h.header_len} + h.body_len - h.buf.size();
+  // Bytes past the body (a pipelined second request) are ignored: the
+  // connection closes after this response.
+  h.buf.append(reinterpret_cast<const char*>(data), std::min(len, want));
+  if (h.buf.size() == std::size_t{h.header_len} + h.body_len) serve_route();
+}
+
+void Connection::serve_route() {
+  HandshakeState& h = *handshake_;
+  RequestParser parser;
+  wire::UpgradeRequest up;
+  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len), up);  // parsed once already: cannot fail
+  const std::string_view target = up.target;
+  const auto qpos = target.find('?');
+  HttpRequest req;
+  req.method = up.method;
+  req.path = target.substr(0, qpos);
+  req.query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
+  req.body = std::string_view(h.buf).substr(h.header_len);
+  req.remote_address = remote_address_;
+  std::vector<std::string> scratches;
+  scratches.reserve(32);
+  req.header = [&up, &scratches](std::string_view name) -> std::string_view {
+    scratches.emplace_back();
+    return up.header(name, scratches.back());
+  };
+  std::string response;
+  const char* failure = nullptr;
+  try {
+    HttpResponse r = h.route->handler(req);
+    if (r.status < 100 || r.status > 599) {
+      failure = "handler returned an invalid status";
+    } else {
+      response = make_http_response(r);
+      if (response.empty()) failure = "handler returned a header with a line break";
+    }
+  } catch (const std::exception& e) {
+    ops::logger().error("event=handler_exception id={} remote={} handler=http_route path={} what=\"{}\"", id_,
+                  remote_address_, req.path, e.what());
+    failure = "handler threw";
+  } catch (...) {
+    failure = "handler threw";
+  }
+  if (failure) {
+    loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
+    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path_, failure);
+    close_code_ = 1006;
+    close_reason_ = failure;
+    respond_and_close(wire::make_error_response(500, "internal error"));
+    return;
+  }
+  if (req.method == "HEAD") response.erase(response.find("\r\n\r\n") + 4);  // same head, no body
+  respond_and_close(response);
+}
+
+void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra) {
+  loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
+  if (why == HandshakeFailure::NotFound) {
+    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_);
+  } else {
+    ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason, remote_address_,
+                 path_);
+  }
+  close_code_ = 1006;
+  close_reason_ = std::string(reason);
+  respond_and_close(wire::make_error_response(status, reason, extra));
+}
+
+// Queues a whole HTTP response; after it has left, our side is shut down and
+// the connection drains until the peer closes (bounded by close_timeout).
+void Connection::respond_and_close(std::string_view response) {
+  handshake_.reset();
+  std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
+  std::memcpy(p, response.data(), response.size());
+  queue_.commit(response.size());
+  note_queue_bytes();
+  state_ = State::Closing;
+  close_sent_ = true;
+  failed_ = true;
+  timer_ms_ = loop_.now_ms();
+  mark_dirty();
+}
+
+}  // namespace conduit::server
