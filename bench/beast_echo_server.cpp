@@ -5,7 +5,7 @@
 // throughput comparison.
 //
 // It exists so that every Conduit performance claim is a ratio against a
-// known, idiomatic Beast server at its best, measured in the same run (GUIDE
+// known, idiomatic Beast server at its best, measured in the same run (
 // rule 7). Settings, each chosen for that reason (docs/benchmarks.md repeats
 // them):
 //   - auto_fragment(false): one frame and one send per echo. Beast's default

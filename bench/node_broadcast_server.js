@@ -1,4 +1,4 @@
-// Node `ws` broadcast baseline for scripts/bench fanout: the row issue 5 lists
+// Node `ws` broadcast baseline for scripts/bench fanout: the row the reference figures list
 // as "Node ws (clients.forEach(send))". Every message from any client goes to
 // every open client, sender included (as the Beast baseline does), one send per
 // delivery. Written the way ws's README shows broadcasting; do not optimise it.

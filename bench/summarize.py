@@ -141,7 +141,7 @@ def echo_report(runs):
     return "\n".join(out)
 
 
-# Issue 5's table, measured on the machine kind the issue was written on.
+# Reference figures, measured on another machine of this kind (uWebSockets included).
 ISSUE5 = {
     "uWebSockets": {(1000, 1): 250e3, (1000, 32): 7.1e6, (1000, 0): 348e3, (10000, 1): 187e3, (10000, 32): 5.0e6,
                     (10000, 0): 156e3},
@@ -212,21 +212,21 @@ def fanout_report(runs):
             out.append(f"| ratio conduit/{SERVER_NAMES[base]} | " +
                        " | ".join(fmt_ratio(med[("conduit", c)], med[(base, c)]) for c in columns) + " |")
     out.append("")
-    out.append("Issue 5's figures (measured on the machine the issue was written on) and how this machine compares:")
+    out.append("Reference figures (measured on another machine of this kind, uWebSockets included) and how this machine compares:")
     out.append("")
     out.append(header)
     out.append("|---|" + "---|" * len(columns))
     for name in ("uWebSockets", "beast", "node"):
-        out.append(f"| {SERVER_NAMES.get(name, name)} (issue 5) | " +
+        out.append(f"| {SERVER_NAMES.get(name, name)} (reference machine) | " +
                    " | ".join(fmt_short(ISSUE5[name].get(c)) for c in columns) + " |")
     for name in ("beast", "node"):
         if name in servers:
-            out.append(f"| {SERVER_NAMES[name]} here / in issue 5 | " +
+            out.append(f"| {SERVER_NAMES[name]} here / on the reference machine | " +
                        " | ".join(fmt_ratio(med[(name, c)], ISSUE5[name].get(c)) for c in columns) + " |")
     if "uws" in servers:
-        out.append("| uWebSockets here / in issue 5 | " +
+        out.append("| uWebSockets here / on the reference machine | " +
                    " | ".join(fmt_ratio(med[("uws", c)], ISSUE5["uWebSockets"].get(c)) for c in columns) + " |")
-    out.append("| conduit here / uWebSockets in issue 5 | " +
+    out.append("| conduit here / uWebSockets on the reference machine | " +
                " | ".join(fmt_ratio(med[("conduit", c)], ISSUE5["uWebSockets"].get(c)) for c in columns) + " |")
     out.append("")
     out.append("Details per configuration (medians; for the send floor, \"messages\" is rounds of one send per "

@@ -102,7 +102,7 @@ int EventLoop::run() {
     }
     // One batch (see post()): handlers, posted tasks, due timers, then the
     // hooks, so output produced anywhere in the batch is flushed once at its
-    // end (GUIDE rule 3): one gather write per connection per iteration.
+    // end (so Nagle would only add delay): one gather write per connection per iteration.
     for (int i = 0; i < n; ++i) {
       auto* h = static_cast<IoHandler*>(events[i].data.ptr);
       if (h) {

@@ -1,4 +1,4 @@
-// One event loop per thread (GUIDE rule 2): the loop's readiness set, the
+// One event loop per thread (no locks on the per-message path): the loop's readiness set, the
 // per-thread read buffer every connection on this loop reads into (rule 1),
 // the pool of send queue nodes, the list of connections with unflushed output
 // (rule 3), the coarse clock and timers used by the timeout sweep (rule 6),

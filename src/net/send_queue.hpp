@@ -6,7 +6,7 @@
 //   A connection appends in place only to a buffer it owns alone (refs == 1,
 //   owner == that queue), which is how echo replies avoid an allocation each.
 // - Queue nodes come from a per-loop pool: no allocation per message per
-//   subscriber (GUIDE rule 4). A broadcast that lands right after the previous
+//   subscriber (serialize once, share everywhere). A broadcast that lands right after the previous
 //   one in the same batch buffer extends the tail node instead of adding one,
 //   so N queued broadcasts usually cost one iovec per subscriber.
 // - An idle queue holds nothing: no nodes, no buffer.

@@ -73,7 +73,7 @@ void Connection::handler_failed(const char* which, const char* what) noexcept {
 void Connection::start() {
   // The listener accepted fd_ non-blocking (accept4).
   int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // we cork ourselves (GUIDE rule 3)
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // we cork ourselves (so Nagle would only add delay)
   self_ = shared_from_this();
   started_ms_ = last_rx_ms_ = loop_.now_ms();
   loop_.add(this);

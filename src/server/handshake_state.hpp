@@ -1,5 +1,5 @@
 // What a connection keeps while its opening handshake is in progress; freed
-// once the upgrade or the HTTP response is done (GUIDE rule 1: an open,
+// once the upgrade or the HTTP response is done (no per-connection buffer while idle: an open,
 // idle connection holds no request bytes).
 #pragma once
 #include <cstddef>

@@ -1,7 +1,7 @@
 // Incremental RFC 6455 frame/message parser: a pure state machine with
 // callbacks, fed bytes in arbitrary splits (one byte at a time works).
 //
-// Memory rule (GUIDE rule 1): a frame that is complete in the input and is a
+// Memory rule (no per-connection read buffer while idle): a frame that is complete in the input and is a
 // whole message is unmasked in place and handed to the handler as a view into
 // the caller's buffer (zero copy). Only fragments of a message that spans
 // several reads/frames are copied into the parser's message buffer, which is
@@ -230,7 +230,7 @@ bool Parser::deliver_control(Handler& h, const std::uint8_t* data, std::size_t l
   }
   const std::uint16_t code = static_cast<std::uint16_t>((data[0] << 8) | data[1]);
   if (!is_valid_wire_close_code(code)) return fail(h, close_code::protocol_error, "invalid close code");
-  // A bad close payload is a protocol error (RFC 6455 §5.5.1 and the issue's
+  // A bad close payload is a protocol error (RFC 6455 §5.5.1 and the
   // rule; Autobahn 7.5.1 accepts 1002 or 1007; Beast also answers 1002).
   if (!is_valid_utf8(data + 2, len - 2)) return fail(h, close_code::protocol_error, "invalid UTF-8 in close reason");
   state_ = State::Closed;

@@ -1,4 +1,4 @@
-# Production operations (issue 3) and broadcast fan-out correctness (issue 5
+# Production operations and broadcast fan-out correctness (
 # item 3): conduitd as a child process, driven by raw sockets, Python
 # websockets and Node ws. Each module starts its own conduitd instances on
 # kernel-chosen ports and stops them by PID.
@@ -23,7 +23,7 @@ conduit_ops_test(slow_consumer  test_slow_consumer.py  180 LABELS slow)
 conduit_ops_test(shutdown       test_shutdown.py       120)
 conduit_ops_test(metrics_logs   test_metrics_logs.py   120 LABELS interop)
 conduit_ops_test(tls            test_tls.py            120 LABELS interop)
-# Issue 5 item 3: 1000 subscribers, W=32, every message in order; then 10 that stop reading → 1008.
+# 1000 subscribers, W=32, every message in order; then 10 that stop reading → 1008.
 conduit_ops_test(fanout         test_fanout.py         180 LABELS slow
   ARGS Fanout.test_1000_subscribers_window_32_all_in_order)
 conduit_ops_test(fanout_stall   test_fanout.py         180 LABELS slow

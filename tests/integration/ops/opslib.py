@@ -1,4 +1,4 @@
-"""Shared helpers for the ops integration tests (issue 3, issue 5 item 3).
+"""Shared helpers for the ops integration tests (operations and broadcast fan-out).
 
 Reuses the echo tests' harness (tests/integration/echo/conduitd.py: Conduitd,
 RawWS, http_request...) and adds what the ops tests need: a strict Prometheus

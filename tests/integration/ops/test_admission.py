@@ -1,4 +1,4 @@
-"""Admission before the 101 (issue 3 item 1): allowed origins → 403, caps → 503 + Retry-After,
+"""Admission before the 101: allowed origins → 403, caps → 503 + Retry-After,
 subprotocol negotiation by server preference, with raw sockets, Python websockets and Node ws."""
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Broadcast fan-out correctness (issue 5 item 3; not timed).
+"""Broadcast fan-out correctness (not timed).
 
 conduitd --mode broadcast, 1000 subscribers and one publisher that keeps W=32 messages in flight (it sends
 message i once every subscriber still reading has received message i-W), 64-byte messages: every subscriber

@@ -1,8 +1,8 @@
-"""Metrics (issue 3 item 4) and logs (item 5).
+"""Metrics and logs.
 
 /metrics parses as Prometheus text and its counters move as expected after known actions (handshake
 failure reasons, closes by code, messages and bytes, pings with a short heartbeat, pong timeouts).
-Logs: one open and one close line per connection with the issue's fields, one line per refused
+Logs: one open and one close line per connection with the documented fields, one line per refused
 handshake, nothing per message at info; log.format=json is one JSON object per line."""
 
 import asyncio

@@ -1,4 +1,4 @@
-"""Graceful shutdown (issue 3 item 3) with 1000 connected clients.
+"""Graceful shutdown with 1000 connected clients.
 
 SIGTERM → every client gets close 1001 "going away" after every echo of what the server had accepted
 before the signal; /readyz answers 503 and new upgrades get 503 + Retry-After while draining; the process

@@ -1,4 +1,4 @@
-"""Slow consumers (issue 3 item 2): broadcast with peers that never read, both policies, and echo backpressure.
+"""Slow consumers: broadcast with peers that never read, both policies, and echo backpressure.
 
 Broadcast, close policy: 200 connections, 20 of which never read (tiny SO_RCVBUF, never recv). A publisher
 (one of the 180 readers) sends M messages of S bytes keeping at most W unread by the slowest reader, so a

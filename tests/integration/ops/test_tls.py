@@ -1,4 +1,4 @@
-"""TLS (issue 3 item 6): a self-signed certificate made by the test with openssl; Python websockets and
+"""TLS: a self-signed certificate made by the test with openssl; Python websockets and
 Node ws over wss (echo, heartbeat); bad certificate/key paths → exit status 2 naming the key."""
 
 import asyncio
