@@ -213,23 +213,12 @@ EchoLoadReport run_echo_load(const EchoLoadOptions& options, const ProgressCallb
   }
   const std::vector<Worker*> all = worker_list(workers);
   const auto start = Clock::now();
-  for (auto& w : workers) {
-    w->start_thread();
-    w->begin_setup();
-  }
-  const SetupOutcome setup_outcome = wait_for_setup(options, all, options.connections);
+  const SetupOutcome setup_outcome = start_and_wait_for_setup(options, all, options.connections);
   report.connections = setup_outcome.opened;
   report.connect_failures = setup_outcome.failures;
   report.error = setup_outcome.error;
   report.error_detail = setup_outcome.detail;
-  auto counted = [&] {
-    Counted c;
-    for (auto& w : workers) {
-      c.messages += w->messages.get();
-      c.errors += w->errors.get();
-    }
-    return c;
-  };
+  auto counted = [&] { return count_all(all); };
   bool window_ran = false;
   if (report.error == LoadError::None && !cancelled(options)) {
     for (auto& w : workers) w->start_sending();

@@ -229,24 +229,13 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
   const std::vector<Worker*> all = worker_list(workers);
 
   const auto start = Clock::now();
-  for (auto& w : workers) {
-    w->start_thread();
-    w->begin_setup();
-  }
-  const SetupOutcome setup_outcome = wait_for_setup(options, all, total);
+  const SetupOutcome setup_outcome = start_and_wait_for_setup(options, all, total);
   report.error = setup_outcome.error;
   report.error_detail = setup_outcome.detail;
   report.connect_failures = setup_outcome.failures;
   report.subscribers = setup_outcome.opened > 0 ? setup_outcome.opened - 1 : 0;
   report.expected_deliveries = std::uint64_t{options.subscribers} * options.messages;
-  auto counted = [&] {
-    Counted c;
-    for (auto& w : workers) {
-      c.messages += w->messages.get();
-      c.errors += w->errors.get();
-    }
-    return c;
-  };
+  auto counted = [&] { return count_all(all); };
   if (report.error == LoadError::None && !cancelled(options)) {
     shared.alive.store(options.subscribers);
     const auto cpu_before = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};

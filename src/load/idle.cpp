@@ -43,11 +43,7 @@ IdleLoadReport run_idle_load(const IdleLoadOptions& options,
   }
   const std::vector<Worker*> all = worker_list(workers);
   const auto start = Clock::now();
-  for (auto& w : workers) {
-    w->start_thread();
-    w->begin_setup();
-  }
-  const SetupOutcome outcome = wait_for_setup(options, all, options.connections);
+  const SetupOutcome outcome = start_and_wait_for_setup(options, all, options.connections);
   report.connections = outcome.opened;
   report.connect_failures = outcome.failures;
   report.error = outcome.error;

@@ -146,6 +146,24 @@ Setup resolve(const ConnectOptions& options, std::uint64_t connections_needed) {
   return s;
 }
 
+SetupOutcome start_and_wait_for_setup(const ConnectOptions& options, const std::vector<Worker*>& workers,
+                                      std::uint64_t total) {
+  for (Worker* w : workers) {
+    w->start_thread();
+    w->begin_setup();
+  }
+  return wait_for_setup(options, workers, total);
+}
+
+Counted count_all(const std::vector<Worker*>& workers) {
+  Counted c;
+  for (Worker* w : workers) {
+    c.messages += w->messages.get();
+    c.errors += w->errors.get();
+  }
+  return c;
+}
+
 SetupOutcome wait_for_setup(const ConnectOptions& options, const std::vector<Worker*>& workers, std::uint64_t total) {
   SetupOutcome out;
   const auto deadline = Clock::now() + options.connect_timeout;

@@ -113,6 +113,9 @@ struct SetupOutcome {
   std::string detail;
 };
 SetupOutcome wait_for_setup(const ConnectOptions& options, const std::vector<Worker*>& workers, std::uint64_t total);
+// Starts every worker's thread and connection setup, then wait_for_setup.
+SetupOutcome start_and_wait_for_setup(const ConnectOptions& options, const std::vector<Worker*>& workers,
+                                      std::uint64_t total);
 void teardown(const std::vector<Worker*>& workers);
 CloseCodeCounts merged_close_codes(const std::vector<Worker*>& workers);
 
@@ -128,6 +131,8 @@ struct Counted {
   std::uint64_t messages = 0;
   std::uint64_t errors = 0;
 };
+// The messages and errors counted so far by all workers.
+Counted count_all(const std::vector<Worker*>& workers);
 
 // Calls progress about once a second until `until` returns true; returns
 // early when cancelled. Polls every 5 ms: the controller is not on the

@@ -54,11 +54,7 @@ int run_fanout_worker(int in_fd, int out_fd, const std::atomic<bool>* cancel) {
   // No publisher here; worker 0 stands in as the "publisher worker" whose
   // position is 0, so every complete message reports progress.
   for (auto& w : workers) w->set_publisher(nullptr, workers[0].get());
-  for (auto& w : workers) {
-    w->start_thread();
-    w->begin_setup();
-  }
-  const SetupOutcome ready = wait_for_setup(o, all, o.subscribers);
+  const SetupOutcome ready = start_and_wait_for_setup(o, all, o.subscribers);
   r.subscribers = ready.opened;
   r.connect_failures = ready.failures;
   r.error = ready.error;
