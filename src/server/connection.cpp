@@ -5,10 +5,10 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include "ops/log.hpp"
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "ops/log.hpp"
 
 #include <cerrno>
 #include <cstring>
@@ -61,7 +61,8 @@ std::string Connection::remote_ip() const {
 void Connection::handler_failed(const char* which, const char* what) noexcept {
   loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
   try {
-    ops::logger().error("event=handler_exception id={} remote={} handler={} what=\"{}\"", id_, remote_address_, which, what);
+    ops::logger().error("event=handler_exception id={} remote={} handler={} what=\"{}\"", id_, remote_address_, which,
+                        what);
     // The application failed, not the peer: tell it so (RFC 6455 §7.4.1) and
     // stop delivering its messages (on_message ignores a closing session).
     if (state_ == State::Open) start_close(1011, "internal error", false);

@@ -1,7 +1,7 @@
 // The close handshake, heartbeats and timeouts (the loop's sweep), the end of
 // a connection, and its group memberships.
-#include "ops/log.hpp"
 #include <unistd.h>
+#include "ops/log.hpp"
 
 #include "server/connection.hpp"
 #include "server/handshake_state.hpp"
@@ -88,7 +88,8 @@ void Connection::sweep(std::int64_t now) {
         if (now - timer_ms_ >= o.heartbeat.pong_timeout.count()) {
           loop_.counters().pong_timeouts.inc();
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::PongTimeout)].inc();
-          ops::logger().warn("event=pong_timeout id={} remote={} silent_ms={}", id_, remote_address_, now - last_rx_ms_);
+          ops::logger().warn("event=pong_timeout id={} remote={} silent_ms={}", id_, remote_address_,
+                             now - last_rx_ms_);
           finish(1006, "pong timeout");
         }
       } else if (now - last_rx_ms_ >= interval) {

@@ -114,7 +114,7 @@ void Connection::overflow(std::size_t queued) {
   }
   loop_.counters().errors[static_cast<std::size_t>(ErrorKind::SlowConsumer)].inc();
   ops::logger().warn("event=slow_consumer id={} remote={} queued_bytes={} limit={} action=close", id_, remote_address_,
-               queued, core().options().send_queue_bytes);
+                     queued, core().options().send_queue_bytes);
   // Keep only the head node (its first bytes may already be on the wire, and
   // nodes always end on frame boundaries), so the close frame follows right
   // after what the peer's socket already holds.

@@ -1,5 +1,6 @@
 // Fan-out: a message framed once into a reference-counted frame buffer and
-// delivered to a set of sessions on every loop (one loop per thread, no locks; framed once, shared by every subscriber).
+// delivered to a set of sessions on every loop (one loop per thread, no locks; framed once, shared by every
+// subscriber).
 //
 // - A group (GroupState) is one SubscriberSet per loop. A set is an intrusive
 //   list of memberships touched only by its loop's thread, so joining,

@@ -123,7 +123,8 @@ void ServerCore::start() {
     loop->thread() = std::thread([loop] {
       if (int err = loop->run(); err != 0) {
         // Never expected: this loop's sessions no longer make progress. Say so loudly.
-        ops::logger().critical("event=loop_failed loop={} reason=\"epoll_wait: {}\"", loop->index(), std::strerror(err));
+        ops::logger().critical("event=loop_failed loop={} reason=\"epoll_wait: {}\"", loop->index(),
+                               std::strerror(err));
       }
     });
   }
@@ -168,7 +169,8 @@ void ServerCore::halt_loop(Loop& loop) {
 
 void ServerCore::stop() {
   if (!started_.load() || draining_.exchange(true)) return;
-  ops::logger().info("event=shutdown_started open_connections={} grace_ms={}", open_count(), options_.shutdown_grace.count());
+  ops::logger().info("event=shutdown_started open_connections={} grace_ms={}", open_count(),
+                     options_.shutdown_grace.count());
   // New upgrade attempts keep being accepted and are answered 503 while we drain.
   for (auto& l : loops_) {
     Loop* loop = l.get();

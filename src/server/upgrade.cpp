@@ -212,7 +212,7 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
   loop_.counters().connections_total.inc();
   loop_.counters().connections_active.inc();
   ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
-               subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
+                     subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
   if (core().handlers().on_open) guarded("on_open", [&] { core().handlers().on_open(*this); });
   if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
 }
@@ -259,7 +259,7 @@ void Connection::serve_route() {
     }
   } catch (const std::exception& e) {
     ops::logger().error("event=handler_exception id={} remote={} handler=http_route path={} what=\"{}\"", id_,
-                  remote_address_, req.path, e.what());
+                        remote_address_, req.path, e.what());
     failure = "handler threw";
   } catch (...) {
     failure = "handler threw";
@@ -281,8 +281,8 @@ void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailu
   if (why == HandshakeFailure::NotFound) {
     ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_);
   } else {
-    ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason, remote_address_,
-                 path_);
+    ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason,
+                       remote_address_, path_);
   }
   close_code_ = 1006;
   close_reason_ = std::string(reason);
