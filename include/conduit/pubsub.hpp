@@ -1,0 +1,263 @@
+// Channels: publish/subscribe by name on a conduit::Server, with per-channel
+// history so that a subscriber that reconnects gets exactly what it missed.
+//
+//   conduit::Channels channels(server, {});            // before server.start()
+//   handlers.on_open = [&](conduit::Session& s) { channels.subscribe(s, "news"); };
+//   channels.publish("news", "hello");                  // any thread
+//
+// Every publication gets the channel's next offset (1, 2, 3, ...) and carries
+// the channel's epoch (a random string naming one life of the channel's
+// history). A publication is framed once, into one buffer that every
+// subscriber's send queue references, on every loop.
+//
+// Ordering and recovery. Each channel has one lock, taken by publish (to
+// assign the offset, keep the publication in history and hand it to the
+// loops that have subscribers) and by subscribe (to read history and join the
+// live stream in one step). There is no lock over all channels on the publish
+// path (the registry is sharded). Because history is read and the subscriber
+// joins under the same lock that orders publications, a subscriber sees every
+// publication after its starting position exactly once, in offset order: the
+// ones it missed in SubscribeResult::publications, then the live ones.
+//
+// Threads. publish(), history() and list() may be called from any thread.
+// subscribe() and unsubscribe() run on the session's loop (called from
+// another thread, they are posted there and the callback runs there).
+// A session leaves every channel when it closes.
+#pragma once
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "conduit/message.hpp"
+#include "conduit/server.hpp"
+#include "conduit/session.hpp"
+
+namespace conduit {
+
+// ---- configuration ----------------------------------------------------------
+
+struct ChannelOptions {
+  // Publications kept for recovery; 0 turns history off.
+  std::size_t history_size = 100;
+  // Publications older than this are dropped from history; 0 means no age
+  // limit (history_size alone bounds it).
+  std::chrono::milliseconds history_ttl{std::chrono::minutes(5)};
+  // A subscribe is refused when the session already holds this many
+  // subscriptions (resolved for the namespace of the channel subscribed,
+  // compared with the session's total).
+  std::size_t max_subscriptions_per_connection = 128;
+  // Longest accepted channel name, in bytes.
+  std::size_t max_channel_length = 255;
+};
+
+// One namespace's overrides: a key that is not set keeps the default.
+struct ChannelNamespaceOverrides {
+  std::optional<std::size_t> history_size;
+  std::optional<std::chrono::milliseconds> history_ttl;
+  std::optional<std::size_t> max_subscriptions_per_connection;
+  std::optional<std::size_t> max_channel_length;
+};
+
+// A channel's namespace is the part of its name before the first ':'
+// ("chat:lobby" is in namespace "chat"); a name without ':' is in none.
+struct ChannelConfig {
+  ChannelOptions defaults;
+  std::map<std::string, ChannelNamespaceOverrides, std::less<>> namespaces;
+
+  // The defaults with the overrides of channel's namespace applied; a
+  // namespace that is not declared gets the defaults unchanged.
+  ChannelOptions resolve(std::string_view channel) const;
+};
+
+// A channel name is 1..max_channel_length bytes of A-Z a-z 0-9 _ - . : @ / =
+// ('*' is excluded: it is the wildcard of token permission patterns).
+bool is_valid_channel_name(std::string_view name, std::size_t max_length = 255) noexcept;
+
+// ---- channels ----------------------------------------------------------------
+
+// A position in a channel's stream: the offset of the last publication (0
+// before the first) and the epoch it belongs to.
+struct StreamPosition {
+  std::uint64_t offset = 0;
+  std::string epoch;
+};
+
+// A publication as kept in history. `message` is what subscribers were sent
+// (see Channels::Format); the view is valid while the object that handed it
+// out (a SubscribeResult during its callback, a HistorySnapshot) lives.
+struct ChannelPublication {
+  std::uint64_t offset = 0;
+  std::string_view message;
+};
+
+enum class SubscribeStatus : std::uint8_t {
+  ok,                      // subscribed (recovered tells how `since` went)
+  already_subscribed,      // the session already holds this channel
+  too_many_subscriptions,  // max_subscriptions_per_connection reached
+  invalid_channel,         // not a valid channel name (or too long)
+  not_open,                // the session is closing or closed
+};
+
+struct SubscribeResult {
+  SubscribeStatus status = SubscribeStatus::ok;
+  StreamPosition position;  // the channel's current position
+  // With `since`: true when every publication after it is in `publications`
+  // (possibly none); false when the epoch differs, since.offset is above the
+  // channel's last offset or history no longer holds since.offset + 1 (then
+  // `publications` is empty and the application must reload). Without
+  // `since`: false.
+  bool recovered = false;
+  std::vector<ChannelPublication> publications;  // oldest first; valid during the callback
+};
+
+enum class PublishStatus : std::uint8_t {
+  ok,
+  invalid_channel,  // not a valid channel name (or too long)
+  unavailable,      // the channels are shut down
+};
+
+struct PublishResult {
+  PublishStatus status = PublishStatus::ok;
+  StreamPosition position;  // ok: the offset given to this publication, and the epoch
+};
+
+// What history() returns: the channel's position and its newest publications.
+struct HistorySnapshot {
+  StreamPosition position;
+  std::vector<ChannelPublication> publications;  // oldest first
+  std::vector<std::shared_ptr<const void>> keep;  // holds the bytes the views point into
+};
+
+struct ChannelInfo {
+  std::string channel;
+  std::size_t subscribers = 0;  // on this server
+};
+
+// Counters for metrics (monotonic totals and current gauges).
+struct ChannelStats {
+  std::uint64_t channels = 0;       // channels alive (with subscribers or history)
+  std::uint64_t subscriptions = 0;  // subscriptions alive
+  std::uint64_t publications_total = 0;
+  std::uint64_t deliveries_total = 0;  // publications handed to a subscriber's queue
+  std::uint64_t history_bytes = 0;     // bytes held by history
+  std::uint64_t recoveries_recovered_total = 0;
+  std::uint64_t recoveries_failed_total = 0;
+};
+
+class Channels {
+ public:
+  enum class Format : std::uint8_t {
+    // Subscribers receive the published data as it is, with the type given.
+    raw,
+    // Subscribers receive the conduit.v1 push (text):
+    //   {"push":{"channel":C,"offset":N,"epoch":E,"data":DATA}}
+    // DATA must be one well-formed JSON value (the caller checks it).
+    conduit_v1,
+  };
+  struct Options {
+    ChannelConfig config;
+    Format format = Format::raw;
+  };
+
+  // Before server.start() (adds a close hook and a metrics source; throws
+  // std::logic_error after). The server must outlive the Channels.
+  Channels(Server& server, Options options);
+  ~Channels();
+  Channels(const Channels&) = delete;
+  Channels& operator=(const Channels&) = delete;
+
+  using SubscribeCallback = std::function<void(Session&, const SubscribeResult&)>;
+  // Subscribes session to channel, with recovery from `since` when given. The
+  // callback runs on the session's loop once the session is in the live
+  // stream and before any live publication reaches it: what it sends (a
+  // reply, the recovered publications) precedes the live publications.
+  void subscribe(Session& session, std::string_view channel, std::optional<StreamPosition> since = {},
+                 SubscribeCallback done = {});
+  // The session's loop thread only. False when the session was not subscribed.
+  bool unsubscribe(Session& session, std::string_view channel);
+  // Subscriptions the session holds (its loop thread only).
+  std::size_t subscription_count(const Session& session) const;
+
+  // Assigns the next offset, keeps the publication in history and delivers it
+  // to every subscriber on every loop. Any thread; never blocks on I/O.
+  PublishResult publish(std::string_view channel, std::string_view data, MessageType type = MessageType::Text);
+
+  // The newest `limit` publications still in history (any thread). A channel
+  // that does not exist yet is reported at offset 0 with a fresh epoch.
+  HistorySnapshot history(std::string_view channel, std::size_t limit);
+  // Channels with subscribers on this server.
+  std::vector<ChannelInfo> list() const;
+  ChannelStats stats() const;
+  const ChannelConfig& config() const noexcept;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// ---- the conduit.v1 service ---------------------------------------------------
+//
+// conduit.v1 (the protocol of conduitd --mode pubsub) on top of Channels: the
+// JSON requests and replies, an HTTP API for backends (POST /api/publish, GET
+// /api/channels, GET /api/history) and JWT auth at the handshake. Construct it
+// before server.start() and forward the server's handlers to it:
+//
+//   std::unique_ptr<conduit::ChannelService> service;
+//   conduit::ServerHandlers h;
+//   h.on_upgrade = [&](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
+//   h.on_open = [&](conduit::Session& s) { service->on_open(s); };
+//   h.on_message = [&](conduit::Session& s, std::string_view d, conduit::MessageType t) {
+//     service->on_message(s, d, t); };
+//   conduit::Server server(options, h);
+//   service = std::make_unique<conduit::ChannelService>(server, service_options);
+//   server.start();
+//
+// The service owns Session::user_data of its sessions (set at the upgrade).
+
+struct ChannelServiceOptions {
+  ChannelConfig channels;
+  // HTTP API: disabled (404) when empty; requests need `Authorization: apikey KEY`.
+  std::string api_key;
+  std::size_t api_max_body_bytes = 65536;
+  // JWT auth (HS256): off when empty (everything allowed).
+  std::string jwt_secret;
+  std::chrono::seconds jwt_leeway{0};
+  // Publish requests per second per connection (a token bucket with a burst
+  // of max(1, rate)); 0 = no limit.
+  double publish_rate = 0;
+};
+
+class ChannelService {
+ public:
+  ChannelService(Server& server, ChannelServiceOptions options);
+  ~ChannelService();
+  ChannelService(const ChannelService&) = delete;
+  ChannelService& operator=(const ChannelService&) = delete;
+
+  // The handshake check: selects conduit.v1 when offered (speaks it to
+  // clients that offer no subprotocol too), refuses a client that offers
+  // only other subprotocols (400), and with auth on verifies the token
+  // (`?token=` or `Authorization: Bearer`), refusing with 401 and a one-line
+  // reason counted in conduit_handshake_failures_total{reason="auth_<why>"}.
+  // Server handlers to forward (see above).
+  conduit::UpgradeDecision on_upgrade(const conduit::UpgradeInfo& info);
+  void on_open(Session& session);
+  void on_message(Session& session, std::string_view data, MessageType type);
+
+  Channels& channels() noexcept;
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace conduit
