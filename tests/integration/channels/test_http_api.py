@@ -6,7 +6,7 @@ import json
 import unittest
 
 import chlib
-from chlib import Peer, api, pubsub, run
+from chlib import Peer, api, http, pubsub, run
 
 KEY = "k-3a7f9c"
 MAX_BODY = 1024
@@ -89,6 +89,7 @@ class HttpApi(unittest.TestCase):
 
     def test_400_bad_requests(self):
         for raw in ("{not json", "", "[1]", '"news"', '{"channel":"news"}', '{"data":1}',
+                    '{"channel":"news","data":1,"extra":2}', '{"channel":5,"data":1}',
                     '{"channel":"bad name","data":1}', '{"channel":"news","data":tru}',
                     '{"channel":"news","data":1} trailing'):
             status, body = api(self.port, "POST", "/api/publish", raw=raw, key=KEY)
@@ -130,6 +131,21 @@ class HttpApi(unittest.TestCase):
         error_body(self, status, body, 413)
 
 
+    def test_404_unknown_api_path(self):
+        for method, path in (("GET", "/api/nope"), ("POST", "/api/publishx")):
+            status, body = api(self.port, method, path, key=KEY)
+            with self.subTest(method=method, path=path):
+                error_body(self, status, body, 404)
+
+    def test_json_content_type(self):
+        status, headers, _ = http(self.port, "GET", "/api/channels", headers={"Authorization": f"apikey {KEY}"})
+        self.assertEqual(status, 200)
+        self.assertTrue(headers.get("content-type", "").startswith("application/json"), headers)
+        status, headers, _ = http(self.port, "GET", "/api/channels")
+        self.assertEqual(status, 401)
+        self.assertTrue(headers.get("content-type", "").startswith("application/json"), headers)
+
+
 class HttpApiDisabled(unittest.TestCase):
     def test_404_when_api_key_empty(self):
         for sets in ({}, {"api.key": '""'}):
@@ -137,10 +153,10 @@ class HttpApiDisabled(unittest.TestCase):
                 for method, path, body in (("POST", "/api/publish", '{"channel":"news","data":1}'),
                                            ("GET", "/api/channels", None), ("GET", "/api/history?channel=news", None),
                                            ("GET", "/api/publish", None)):   # 404 before 405
-                    status, _ = api(srv.port, method, path, raw=body, key="anything")
-                    self.assertEqual(status, 404, f"{sets} {method} {path}")
-                    status, _ = api(srv.port, method, path, raw=body)
-                    self.assertEqual(status, 404, f"{sets} {method} {path} without key")
+                    for key in ("anything", None):
+                        status, reply = api(srv.port, method, path, raw=body, key=key)
+                        with self.subTest(sets=sets, method=method, path=path, key=key):
+                            error_body(self, status, reply, 404)
 
 
 if __name__ == "__main__":

@@ -82,14 +82,18 @@ class JwtRefusals(unittest.TestCase):
             status, body = self.refused(path, headers)
             counts[reason] = counts.get(reason, 0) + 1
             lines = body.strip("\r\n").split("\n")
-            if status != 401 or len(lines) != 1 or not lines[0].strip():
-                failures.append(f"{what}: want 401 with a one-line reason ({reason}), got {status} {body!r}")
+            if status != 401 or len(lines) != 1 or not lines[0].startswith(f"token {reason}: "):
+                failures.append(f"{what}: want 401 with one line 'token {reason}: DETAIL', got {status} {body!r}")
         after = scrape(self.srv.port)
         for reason, n in sorted(counts.items()):
-            got = after.get(M_HANDSHAKE_FAILURES, reason=reason) - (
-                before.get(M_HANDSHAKE_FAILURES, reason=reason) if before.has(M_HANDSHAKE_FAILURES, reason=reason) else 0)
+            label = "auth_" + reason   # docs/protocol.md, "Connecting": reason="auth_REASON"
+            if not after.has(M_HANDSHAKE_FAILURES, reason=label):
+                failures.append(f"{M_HANDSHAKE_FAILURES}{{reason=\"{label}\"}} is not exported")
+                continue
+            got = after.get(M_HANDSHAKE_FAILURES, reason=label) - (
+                before.get(M_HANDSHAKE_FAILURES, reason=label) if before.has(M_HANDSHAKE_FAILURES, reason=label) else 0)
             if got != n:
-                failures.append(f"{M_HANDSHAKE_FAILURES}{{reason=\"{reason}\"}} rose by {got}, want {n}")
+                failures.append(f"{M_HANDSHAKE_FAILURES}{{reason=\"{label}\"}} rose by {got}, want {n}")
         self.assertEqual(failures, [], "\n" + "\n".join(failures))
 
     def test_query_and_bearer_accepted(self):
@@ -129,6 +133,16 @@ class JwtRefusals(unittest.TestCase):
             self.assertEqual(await p.unsubscribe("news"), {"id": 8, "result": {}})
             await p.close()
 
+            # A refresh's channels permissions apply to later requests; subscriptions held are kept.
+            narrow = jwt({"sub": "bob", "exp": now() + 600, "channels": {"subscribe": ["other"]}}, SECRET)
+            p = await Peer.open(self.srv.port, path=q(token))
+            self.assertIn("result", await p.subscribe("chat:kept"))
+            self.assertEqual(await p.request("refresh", {"token": narrow}), {"id": 2, "result": {}})
+            self.assertEqual(await p.subscribe("news"), {"id": 3, "error": denied})
+            self.assertIn("result", await p.subscribe("other"))
+            self.assertEqual(await p.publish("chat:kept", 1), {"id": 5, "error": denied})
+            await p.close()
+
             # A token without a channels claim connects but may neither subscribe nor publish.
             bare = jwt({"sub": "carol", "exp": now() + 600}, SECRET)
             p = await Peer.open(self.srv.port, path=q(bare))
@@ -166,11 +180,16 @@ class JwtRefusals(unittest.TestCase):
             self.assertIsNone(p.closed, f"closed after a refresh: {p.closed}")
             self.assertGreater(time.time(), exp + 1)
             self.assertIn("result", await p.publish("x", "still here"))
-            # A bad refresh token is an error reply, and the connection stays.
-            r = await p.request("refresh", {"token": jwt({"exp": now() + 600}, "wrong")})
-            self.assertEqual(r["id"], 4)
-            self.assertIn("error", r)
+            # A refresh token that fails verification is a 403 reply; the old token stays in force.
+            r = await p.request("refresh", {"token": jwt({"sub": "u", "exp": now() + 600}, "wrong")})
+            self.assertEqual(r, {"id": 4, "error": {"code": 403, "message": "invalid token: bad_signature"}})
+            r = await p.request("refresh", {"token": jwt({"sub": "u", "exp": now() - 60}, SECRET)})
+            self.assertEqual(r, {"id": 5, "error": {"code": 403, "message": "invalid token: expired"}})
+            # ... and one for another user is refused too.
+            r = await p.request("refresh", {"token": jwt({"sub": "mallory", "exp": now() + 600, "channels": ALL}, SECRET)})
+            self.assertEqual(r, {"id": 6, "error": {"code": 403, "message": "token is for another user"}})
             self.assertIsNone(p.closed)
+            self.assertIn("result", await p.publish("x", "after refusals"))
             await p.close()
         run(go(), timeout=60)
 
@@ -193,8 +212,8 @@ class JwtLeeway(unittest.TestCase):
             status, _ = upgrade_response(srv.port, q(jwt({"nbf": t + 60}, SECRET)))
             self.assertEqual(status, 401)
             m = scrape(srv.port)
-            self.assertEqual(m.get(M_HANDSHAKE_FAILURES, reason="expired"), 1)
-            self.assertEqual(m.get(M_HANDSHAKE_FAILURES, reason="not_yet_valid"), 1)
+            self.assertEqual(m.get(M_HANDSHAKE_FAILURES, reason="auth_expired"), 1)
+            self.assertEqual(m.get(M_HANDSHAKE_FAILURES, reason="auth_not_yet_valid"), 1)
 
     def test_no_secret_everything_allowed_and_warned_once(self):
         for sets, want in (({"log.format": "json"}, 1), ({"log.format": "json", "auth.jwt_secret": SECRET}, 0)):
