@@ -104,6 +104,15 @@ class PythonPeer(unittest.TestCase):
                     self.assertEqual(ws.subprotocol, SUBPROTOCOL)
             run(go())
 
+    def test_refresh_without_auth_is_accepted(self):
+        with pubsub() as srv:
+            async def go():
+                p = await Peer.open(srv.port)
+                self.assertEqual(await p.request("refresh", {"token": "anything"}), {"id": 1, "result": {}})
+                self.assertIn("result", await p.subscribe("after-refresh"))
+                await p.close()
+            run(go())
+
     def test_publisher_subscribed_gets_its_own_push(self):
         with pubsub() as srv:
             async def go():
