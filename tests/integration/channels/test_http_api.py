@@ -87,6 +87,23 @@ class HttpApi(unittest.TestCase):
             status, body = api(self.port, "GET", path)
             error_body(self, status, body, 401)
 
+    def test_refusals_counted_by_status(self):
+        before = chlib.scrape(self.port)
+        api(self.port, "POST", "/api/publish", {"channel": "a", "data": 1}, key="wrong")          # 401
+        api(self.port, "POST", "/api/publish", {"channel": "a", "data": 1})                       # 401
+        api(self.port, "GET", "/api/publish", key=KEY)                                            # 405
+        api(self.port, "POST", "/api/publish", raw="{", key=KEY)                                  # 400
+        api(self.port, "POST", "/api/publish", raw="x" * (MAX_BODY + 1), key=KEY)                 # 413
+        after = chlib.scrape(self.port)
+
+        def total(m, status):
+            return sum(v for (name, labels), v in m.samples.items()
+                       if name == chlib.M_HTTP_API_REFUSALS and dict(labels).get("status") == status)
+        self.assertTrue(any(name == chlib.M_HTTP_API_REFUSALS for name, _ in after.samples),
+                        f"{chlib.M_HTTP_API_REFUSALS} is not exported")
+        got = {s: total(after, s) - total(before, s) for s in ("400", "401", "405", "413")}
+        self.assertEqual(got, {"400": 1, "401": 2, "405": 1, "413": 1})
+
     def test_400_bad_requests(self):
         for raw in ("{not json", "", "[1]", '"news"', '{"channel":"news"}', '{"data":1}',
                     '{"channel":"news","data":1,"extra":2}', '{"channel":5,"data":1}',
