@@ -24,7 +24,9 @@ def error(code, message, rid=None):
 # A request with a valid id gets its error with that id; `invalid JSON` never carries one.
 CODEC_CASES = [
     # without id
-    ('not json', error(400, "invalid JSON")),
+    ('{not json', error(400, "invalid JSON")),
+    ('{"id":4,"subscribe":{"channel":"a"}', error(400, "invalid JSON")),                # truncated
+    ('not json', error(400, "a request must be a JSON object")),                       # text, not an object
     ('{"id":5,"subscribe":{"channel":"a"}} x', error(400, "invalid JSON")),           # after the object
     ('{"id":6,"publish":{"channel":"a","data":tru}}', error(400, "invalid JSON")),     # malformed data
     ('{"id":7,"publish":{"channel":"a","data":[1,]}}', error(400, "invalid JSON")),

@@ -23,11 +23,16 @@ PUBLISHERS = 4
 PUBLICATIONS = 1000
 SUBSCRIBERS = 50
 SEED = int(os.environ.get("CONDUIT_RACE_SEED", "20261204"))
+# Publishers stay at most this many offsets ahead of the median subscriber, so that drops and
+# re-subscribes happen while publications are still being published (a Python subscriber is much
+# slower than the server: unpaced, publishing would end before most drops).
+AHEAD = 40
 
 
 class Subscriber:
-    def __init__(self, port, index, rng):
+    def __init__(self, port, index, rng, progressed):
         self.port, self.index = port, index
+        self.progressed = progressed   # set on every publication seen: wakes paced publishers
         self.seen = []          # (offset, data) in the order observed
         self.epoch = None
         self.drops = 0
@@ -58,6 +63,7 @@ class Subscriber:
                     self.during_publishing += 1
                 for p in res["publications"]:
                     self.seen.append((p["offset"], p["data"]))
+                self.progressed.set()
             else:
                 self.epoch = res["epoch"]
             subscribed.set()
@@ -75,6 +81,7 @@ class Subscriber:
                 if p["channel"] != CHANNEL or p["epoch"] != self.epoch:
                     raise AssertionError(f"subscriber {self.index}: foreign push {msg}")
                 self.seen.append((p["offset"], p["data"]))
+                self.progressed.set()
             return True
 
     async def run(self, subscribed, target, publishing):
@@ -92,7 +99,22 @@ class RecoveryRace(unittest.TestCase):
         with pubsub(sets={"channels.history_size": 5000}) as srv:
             async def go():
                 rng = random.Random(SEED)
-                subs = [Subscriber(srv.port, i, rng) for i in range(SUBSCRIBERS)]
+                progressed = asyncio.Event()
+                subs = [Subscriber(srv.port, i, rng, progressed) for i in range(SUBSCRIBERS)]
+                issued = [0]   # publish requests sent, all publishers together
+
+                async def pace():
+                    while True:
+                        seen = sorted(s.seen[-1][0] if s.seen else 0 for s in subs)
+                        if issued[0] - seen[len(seen) // 2] < AHEAD:
+                            return
+                        progressed.clear()
+                        try:
+                            await asyncio.wait_for(progressed.wait(), 30)
+                        except asyncio.TimeoutError:
+                            now_at = sorted(s.seen[-1][0] if s.seen else 0 for s in subs)
+                            raise AssertionError(f"publishers paced: no subscriber progress in 30 s; "
+                                                 f"issued {issued[0]}, subscribers at {now_at}")
                 target = [PUBLICATIONS]   # a fresh channel: offsets 1..PUBLICATIONS
                 ready = [asyncio.Event() for _ in subs]
                 publishing = asyncio.Event()
@@ -109,7 +131,9 @@ class RecoveryRace(unittest.TestCase):
                         answered = 0
                         while answered < n:
                             while sent < n and sent - answered < window:
+                                await pace()
                                 sent += 1
+                                issued[0] += 1
                                 await ws.send(json.dumps({"id": sent, "publish": {
                                     "channel": CHANNEL, "data": {"p": k, "i": sent}}}))
                             r = json.loads(await asyncio.wait_for(ws.recv(), 30))
