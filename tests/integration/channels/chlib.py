@@ -39,7 +39,7 @@ M_CHANNELS = "conduit_channels_active"
 M_SUBSCRIPTIONS = "conduit_subscriptions_active"
 M_PUBLICATIONS = "conduit_publications_total"
 M_DELIVERIES = "conduit_deliveries_total"
-M_HISTORY_BYTES = "conduit_channel_history_bytes"
+M_HISTORY_BYTES = "conduit_history_bytes"  # docs/operations.md, "Channels"
 M_RECOVERIES = "conduit_recoveries_total"          # {result="recovered"|"failed"}
 M_PROTOCOL_ERRORS = "conduit_protocol_errors_total"  # {code="400"|...}
 M_HANDSHAKE_FAILURES = "conduit_handshake_failures_total"

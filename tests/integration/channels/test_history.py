@@ -3,6 +3,7 @@
 history, at the last offset; a namespace with history_size = 0; a namespace with a short
 history_ttl, whose expiry is observed through GET /api/history."""
 
+import asyncio
 import time
 import unittest
 
@@ -91,38 +92,61 @@ class History(unittest.TestCase):
                                 "publications": [{"offset": i, "data": {"n": i}} for i in range(6, 11)]})
 
     def test_namespace_without_history(self):
-        replies = self.publish("nohist:a", 3)
-        epoch = replies[-1]["result"]["epoch"]
-        self.assertEqual(self.recover("nohist:a", {"offset": 3, "epoch": epoch}),
-                         {"id": 1, "result": {"offset": 3, "epoch": epoch, "recovered": True, "publications": []}})
-        self.assertEqual(self.recover("nohist:a", {"offset": 2, "epoch": epoch}),
-                         {"id": 1, "result": {"offset": 3, "epoch": epoch, "recovered": False, "publications": []}})
-        status, body = api(self.srv.port, "GET", "/api/history?channel=nohist:a", key=KEY)
-        self.assertEqual((status, body), (200, {"offset": 3, "epoch": epoch, "publications": []}))
+        async def go():
+            # A subscriber keeps the channel alive (a channel without subscribers and without history
+            # is dropped, docs/operations.md), so its epoch and offsets persist across the checks.
+            keeper = await Peer.open(self.srv.port)
+            await keeper.subscribe("nohist:a")
+            pub = await Peer.open(self.srv.port)
+            replies = [await pub.publish("nohist:a", {"n": i}) for i in (1, 2, 3)]
+            epoch = replies[-1]["result"]["epoch"]
+            other = await Peer.open(self.srv.port)
+            self.assertEqual(await other.subscribe("nohist:a", since={"offset": 3, "epoch": epoch}),
+                             {"id": 1, "result": {"offset": 3, "epoch": epoch, "recovered": True, "publications": []}})
+            await other.unsubscribe("nohist:a")
+            self.assertEqual(await other.subscribe("nohist:a", since={"offset": 2, "epoch": epoch}),
+                             {"id": 3, "result": {"offset": 3, "epoch": epoch, "recovered": False, "publications": []}})
+            status, body = api(self.srv.port, "GET", "/api/history?channel=nohist:a", key=KEY)
+            self.assertEqual((status, body), (200, {"offset": 3, "epoch": epoch, "publications": []}))
+            for p in (keeper, pub, other):
+                await p.close()
+        run(go())
         # A channel outside the namespace keeps the [channels] history.
         replies = self.publish("nohistory", 2)
         self.assertEqual(self.recover("nohistory", {"offset": 0, "epoch": replies[-1]["result"]["epoch"]})
                          ["result"]["recovered"], True)
 
     def test_ttl_expiry(self):
-        t_before = time.monotonic()
-        replies = self.publish("ttl:a", 2)
-        epoch = replies[-1]["result"]["epoch"]
-        # Expiry observed by polling (bounded); the assertion is on what the history says, and that it
-        # did not empty before the TTL could have passed.
-        deadline = time.monotonic() + 20
-        while True:
-            status, body = api(self.srv.port, "GET", "/api/history?channel=ttl:a", key=KEY)
-            self.assertEqual(status, 200, body)
-            if body["publications"] == []:
-                break
-            self.assertEqual([p["offset"] for p in body["publications"]], [1, 2], body)
-            self.assertLess(time.monotonic(), deadline, f"history_ttl 1s: publications still there: {body}")
-            time.sleep(0.05)
-        self.assertGreaterEqual(time.monotonic() - t_before, 1.0, "history emptied before history_ttl")
-        position = {"offset": body["offset"], "epoch": body["epoch"]}
-        r = self.recover("ttl:a", {"offset": 1, "epoch": epoch})
-        self.assertEqual(r, {"id": 1, "result": {**position, "recovered": False, "publications": []}})
+        async def go():
+            # The keeper's subscription keeps the channel (and its epoch) alive once its history expired.
+            keeper = await Peer.open(self.srv.port)
+            await keeper.subscribe("ttl:a")
+            t_before = time.monotonic()
+            pub = await Peer.open(self.srv.port)
+            replies = [await pub.publish("ttl:a", {"n": i}) for i in (1, 2)]
+            epoch = replies[-1]["result"]["epoch"]
+            # Expiry observed by polling (bounded); the assertion is on what the history says, and
+            # that it did not empty before the TTL could have passed.
+            deadline = time.monotonic() + 20
+            while True:
+                status, body = api(self.srv.port, "GET", "/api/history?channel=ttl:a", key=KEY)
+                self.assertEqual(status, 200, body)
+                self.assertEqual((body["offset"], body["epoch"]), (2, epoch), body)
+                if body["publications"] == []:
+                    break
+                self.assertEqual([p["offset"] for p in body["publications"]], [1, 2], body)
+                self.assertLess(time.monotonic(), deadline, f"history_ttl 1s: publications still there: {body}")
+                await asyncio.sleep(0.05)
+            self.assertGreaterEqual(time.monotonic() - t_before, 1.0, "history emptied before history_ttl")
+            other = await Peer.open(self.srv.port)
+            self.assertEqual(await other.subscribe("ttl:a", since={"offset": 1, "epoch": epoch}),
+                             {"id": 1, "result": {"offset": 2, "epoch": epoch, "recovered": False, "publications": []}})
+            await other.unsubscribe("ttl:a")
+            self.assertEqual(await other.subscribe("ttl:a", since={"offset": 2, "epoch": epoch}),
+                             {"id": 3, "result": {"offset": 2, "epoch": epoch, "recovered": True, "publications": []}})
+            for p in (keeper, pub, other):
+                await p.close()
+        run(go())
         # A channel outside the namespace keeps the default TTL (5 minutes).
         replies = self.publish("ttlx", 1)
         self.assertTrue(self.recover("ttlx", {"offset": 0, "epoch": replies[-1]["result"]["epoch"]})
