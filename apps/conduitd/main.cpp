@@ -43,8 +43,8 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
                         relay: to every other session connected to the same path
   --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
   --print-config        print the merged configuration (defaults + file + --set) as TOML and exit
-  --check               validate the configuration (including TLS files) without binding;
-                        exit 0 if valid, 2 with the error naming the key otherwise
+  --check               validate the configuration (including TLS files and auth.jwt_secret_file)
+                        without binding; exit 0 if valid, 2 with the error naming the key otherwise
   --version             print the version (and the git commit it was built from) and exit
   --help                this text
 
