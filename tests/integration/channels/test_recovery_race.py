@@ -96,7 +96,9 @@ class Subscriber:
 class RecoveryRace(unittest.TestCase):
     def test_1000_publications_50_dropping_subscribers(self):
         # History large enough that no drop outlives it: a failure here is a recovery bug, not eviction.
-        with pubsub(sets={"channels.history_size": 5000}) as srv:
+        # Several event loops: publishers and re-subscribers sit on different threads, so a publish can
+        # really run while a subscribe reads history and joins (on one loop they would take turns).
+        with pubsub(sets={"channels.history_size": 5000, "server.threads": 4}) as srv:
             async def go():
                 rng = random.Random(SEED)
                 progressed = asyncio.Event()
