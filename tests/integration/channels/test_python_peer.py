@@ -277,6 +277,8 @@ class PythonPeer(unittest.TestCase):
                 ws.send_frame(OP_BINARY, b'{"id":1,"subscribe":{"channel":"a"}}')
                 f = ws.expect_close(1003)
                 self.assertEqual(f.payload[2:], b"conduit.v1 takes text frames only")
+            # docs/errors.md: a binary frame is counted as a protocol error with code 400.
+            self.assertEqual(scrape(srv.port).get(M_PROTOCOL_ERRORS, code="400"), 1)
             # Text that is not UTF-8 → 1007.
             with RawWS(srv.port) as ws:
                 ws.send_frame(OP_TEXT, b'{"id":1,"publish":{"channel":"a","data":"\xff\xfe"}}')
