@@ -164,16 +164,25 @@ class HttpApi(unittest.TestCase):
 
 
 class HttpApiDisabled(unittest.TestCase):
+    CASES = (("POST", "/api/publish", '{"channel":"news","data":1}'), ("GET", "/api/channels", None),
+             ("GET", "/api/history?channel=news", None), ("GET", "/api/publish", None))   # 404 before 405
+
     def test_404_when_api_key_empty(self):
         for sets in ({}, {"api.key": '""'}):
             with pubsub(sets=sets) as srv:
-                for method, path, body in (("POST", "/api/publish", '{"channel":"news","data":1}'),
-                                           ("GET", "/api/channels", None), ("GET", "/api/history?channel=news", None),
-                                           ("GET", "/api/publish", None)):   # 404 before 405
+                for method, path, body in self.CASES:
                     for key in ("anything", None):
                         status, reply = api(srv.port, method, path, raw=body, key=key)
-                        with self.subTest(sets=sets, method=method, path=path, key=key):
-                            error_body(self, status, reply, 404)
+                        self.assertEqual(status, 404, f"{sets} {method} {path} key={key}: {reply!r}")
+
+    def test_404_when_api_key_empty_has_a_json_error_body(self):
+        # docs/protocol.md, "HTTP API": "Refusals ... each with a body {"error":{"code":N,"message":"…"}}:
+        # 404 API disabled or unknown path".
+        with pubsub() as srv:
+            for method, path, body in self.CASES:
+                status, reply = api(srv.port, method, path, raw=body, key="anything")
+                with self.subTest(method=method, path=path):
+                    error_body(self, status, reply, 404)
 
 
 if __name__ == "__main__":
