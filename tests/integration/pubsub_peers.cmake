@@ -19,7 +19,8 @@ endfunction()
 conduit_pubsub_peer_test(python_peer    test_python_peer.py    180 LABELS interop)
 conduit_pubsub_peer_test(node_peer      test_node_peer.py      120 LABELS interop)
 # 1,000 publications from 4 connections while 50 subscribers drop and recover: no gap, no duplicate.
-conduit_pubsub_peer_test(recovery_race  test_recovery_race.py  300 LABELS interop slow)
+# conduitd runs 4 event loops, so label mt: the ThreadSanitizer stage runs it too.
+conduit_pubsub_peer_test(recovery_race  test_recovery_race.py  300 LABELS interop slow mt)
 conduit_pubsub_peer_test(history        test_history.py        120)
 conduit_pubsub_peer_test(jwt            test_jwt.py            180 LABELS interop)
 conduit_pubsub_peer_test(http_api       test_http_api.py       120)
