@@ -16,6 +16,7 @@
 #include "pubsub/http_api.hpp"
 #include "pubsub/jwt.hpp"
 #include "pubsub/protocol.hpp"
+#include "pubsub/query_string.hpp"
 
 namespace conduit {
 
@@ -38,42 +39,6 @@ struct SessionState {
 };
 
 SessionState* state_of(Session& s) { return static_cast<SessionState*>(s.user_data.get()); }
-
-// Decodes %XX in a query value ('+' stays '+': tokens are base64url).
-std::string percent_decode(std::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%' && i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-      i += 2;
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return out;
-}
-
-// The value of `name` in a query string, if present.
-std::optional<std::string> query_param(std::string_view query, std::string_view name) {
-  while (!query.empty()) {
-    const auto amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    const auto eq = pair.find('=');
-    if (pair.substr(0, eq) == name) {
-      return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
-    }
-    if (amp == std::string_view::npos) break;
-    query.remove_prefix(amp + 1);
-  }
-  return std::nullopt;
-}
 
 bool may(const std::optional<pubsub::ChannelGrants>& grants, bool publish, std::string_view channel) {
   if (!grants) return false;
@@ -224,7 +189,7 @@ UpgradeDecision ChannelService::on_upgrade(const UpgradeInfo& info) {
   auto state = std::make_shared<SessionState>();
   if (impl_->auth_on()) {
     std::string token;
-    if (auto q = query_param(info.query, "token")) {
+    if (auto q = pubsub::query_param(info.query, "token")) {
       token = std::move(*q);
     } else {
       const std::string_view authz = info.header("Authorization");
