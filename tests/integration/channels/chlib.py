@@ -44,6 +44,7 @@ M_RECOVERIES = "conduit_recoveries_total"          # {result="recovered"|"failed
 M_PROTOCOL_ERRORS = "conduit_protocol_errors_total"  # {code="400"|...}
 M_HANDSHAKE_FAILURES = "conduit_handshake_failures_total"
 M_HTTP_API_REFUSALS = "conduit_http_api_refusals_total"   # {status, reason}
+M_HTTP_API_REQUESTS = "conduit_http_api_requests_total"   # {endpoint}
 
 
 def main():

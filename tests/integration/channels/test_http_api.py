@@ -70,6 +70,12 @@ class HttpApi(unittest.TestCase):
             status, body = api(self.port, "GET", "/api/history?limit=1&channel=news", key=KEY)
             self.assertEqual((status, [p["offset"] for p in body["publications"]]), (200, [5]))
 
+            # Answered requests are counted (conduit_http_api_requests_total{endpoint}): 4 publishes,
+            # 1 channels and 3 history requests so far.
+            m = chlib.scrape(self.port)
+            answered = [v for (name, _), v in m.samples.items() if name == chlib.M_HTTP_API_REQUESTS]
+            self.assertTrue(answered, f"{chlib.M_HTTP_API_REQUESTS} is not exported")
+            self.assertEqual(sum(answered), 8)
             await b.close()
             status, body = api(self.port, "GET", "/api/channels", key=KEY)
             self.assertEqual(body, {"channels": [{"channel": "news", "subscribers": 1}]})
@@ -175,14 +181,20 @@ class HttpApiDisabled(unittest.TestCase):
                         status, reply = api(srv.port, method, path, raw=body, key=key)
                         self.assertEqual(status, 404, f"{sets} {method} {path} key={key}: {reply!r}")
 
-    def test_404_when_api_key_empty_has_a_json_error_body(self):
-        # docs/protocol.md, "HTTP API": "Refusals ... each with a body {"error":{"code":N,"message":"…"}}:
-        # 404 API disabled or unknown path".
+    def test_404_when_api_key_empty_is_the_plain_404_of_any_unknown_path(self):
+        # docs/protocol.md, "HTTP API": refusals have a JSON body "except the 404 of a disabled API,
+        # which is the server's plain-text 404 for any unknown path".
         with pubsub() as srv:
+            status, hdrs, unknown = chlib.http(srv.port, "GET", "/zz-no-such-path")
+            self.assertEqual(status, 404)
             for method, path, body in self.CASES:
-                status, reply = api(srv.port, method, path, raw=body, key="anything")
+                status, headers, reply = chlib.http(srv.port, method, path, body,
+                                                    {"Authorization": "apikey anything"})
+                bare = path.split("?")[0]
                 with self.subTest(method=method, path=path):
-                    error_body(self, status, reply, 404)
+                    self.assertEqual(status, 404)
+                    self.assertEqual(reply, unknown.replace(b"/zz-no-such-path", bare.encode()))
+                    self.assertEqual(headers.get("content-type"), hdrs.get("content-type"))
 
 
 if __name__ == "__main__":
