@@ -116,6 +116,29 @@ class History(unittest.TestCase):
         self.assertEqual(self.recover("nohistory", {"offset": 0, "epoch": replies[-1]["result"]["epoch"]})
                          ["result"]["recovered"], True)
 
+    def test_channel_without_subscribers_or_history_starts_a_new_epoch(self):
+        # docs/configuration.md, [channels]: a channel with no subscribers and nothing left in its
+        # history (history off here) is dropped, and its next use starts a new epoch. So the only
+        # subscriber of a history_size = 0 channel, reconnecting at the last offset, cannot recover.
+        async def go():
+            a = await Peer.open(self.srv.port)
+            epoch = (await a.subscribe("nohist:solo"))["result"]["epoch"]
+            self.assertEqual((await a.publish("nohist:solo", 1))["result"], {"offset": 1, "epoch": epoch})
+            await a.close()
+            # The server has processed a's departure once its subscription is gone (bounded poll).
+            deadline = time.monotonic() + 10
+            while chlib.scrape(self.srv.port).get(chlib.M_SUBSCRIPTIONS) != 0:
+                self.assertLess(time.monotonic(), deadline, "the closed subscriber's subscription is still counted")
+                await asyncio.sleep(0.02)
+            b = await Peer.open(self.srv.port)
+            r = await b.subscribe("nohist:solo", since={"offset": 1, "epoch": epoch})
+            self.assertEqual(set(r["result"]), {"offset", "epoch", "recovered", "publications"})
+            self.assertEqual((r["result"]["offset"], r["result"]["recovered"], r["result"]["publications"]),
+                             (0, False, []))
+            self.assertNotEqual(r["result"]["epoch"], epoch)
+            await b.close()
+        run(go())
+
     def test_ttl_expiry(self):
         async def go():
             # The keeper's subscription keeps the channel (and its epoch) alive once its history expired.
