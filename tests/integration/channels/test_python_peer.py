@@ -145,6 +145,11 @@ class PythonPeer(unittest.TestCase):
                 pushes = await a.wait_pushes(1)
                 self.assertEqual(pushes[0], {"channel": "news", "offset": 1, "epoch": epoch, "data": {"title": "hello"}})
                 self.assertEqual(set(a.frames[-1]), {"push"})
+                # Byte for byte as the docs' tables and example session show them (compact, in that order).
+                self.assertEqual(a.raw[0], f'{{"id":1,"result":{{"offset":0,"epoch":"{epoch}"}}}}')
+                self.assertEqual(b.raw[0], f'{{"id":1,"result":{{"offset":1,"epoch":"{epoch}"}}}}')
+                self.assertEqual(a.raw[1], f'{{"push":{{"channel":"news","offset":1,"epoch":"{epoch}",'
+                                           f'"data":{{"title":"hello"}}}}}}')
 
                 # data is passed through as sent: whitespace and escapes inside the value are kept,
                 # whitespace around it is not.
@@ -171,6 +176,7 @@ class PythonPeer(unittest.TestCase):
 
                 # unsubscribe → {"id":n,"result":{}}; then no more pushes of that channel.
                 self.assertEqual(await a.unsubscribe("news"), {"id": 2, "result": {}})
+                self.assertEqual(a.raw[-1], '{"id":2,"result":{}}')
                 await b.publish("news", "after unsubscribe")
                 await b.publish("other", "marker")
                 pushes = await a.wait_pushes(4)
