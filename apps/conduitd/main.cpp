@@ -18,11 +18,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "conduit/config.hpp"
-#include "conduit/group.hpp"
 #include "conduit/log.hpp"
 #include "conduit/pubsub.hpp"
 #include "conduit/server.hpp"
@@ -55,55 +53,49 @@ SIGTERM/SIGINT: graceful shutdown (close 1001, drain up to server.shutdown_grace
 Exit status: 0 clean shutdown, 1 runtime failure, 2 configuration error.
 )";
 
-// Relay mode: one conduit::Group per request path (the query is ignored). A
-// message is published to the sender's room with the sender left out: framed
-// once and shared by the room's other members, on every loop, in order per
-// sender, with no lock and no copy of the room per message. The map from
-// path to room is only touched when a session opens and when a room's last
-// session is gone; each session holds its room (Session::user_data).
-class RelayRooms {
+// Relay mode: one conduit::Channels channel per request path (the query is
+// ignored), history off. A session subscribes to its path's channel when it
+// opens; a message is published to it with the sender left out: framed once
+// and shared by the channel's other subscribers, on every loop, in one order
+// per channel, with no lock over all channels and no copy per subscriber.
+class Relay {
  public:
-  explicit RelayRooms(conduit::Server& server) : server_(server) {}
+  explicit Relay(conduit::Server& server) : channels_(server, options()) {}
 
-  // On the session's loop, from on_open.
-  void join(conduit::Session& s) {
-    std::string path = s.path().substr(0, s.path().find('?'));
-    std::shared_ptr<Room> room;
-    {
-      std::lock_guard lock(mu_);
-      std::weak_ptr<Room>& slot = rooms_[path];
-      room = slot.lock();
-      if (!room) {
-        room = std::make_shared<Room>(*this, std::move(path));
-        slot = room;
-      }
-    }
-    room->group.join(s);
-    s.user_data = room;
-  }
-
-  static void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
-    static_cast<Room*>(from.user_data.get())->group.publish(data, type, &from);
+  // On the session's loop, from on_open: subscribed when this returns.
+  void join(conduit::Session& s) { channels_.subscribe(s, channel_of(s)); }
+  void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
+    channels_.publish(channel_of(from), data, type, &from);
   }
 
  private:
-  struct Room {
-    Room(RelayRooms& rooms, std::string path) : owner(rooms), path(std::move(path)), group(rooms.server_) {}
-    // The last session holding the room is gone: forget the path, unless a
-    // new room for it was made meanwhile (then the slot is not expired).
-    ~Room() {
-      std::lock_guard lock(owner.mu_);
-      auto it = owner.rooms_.find(path);
-      if (it != owner.rooms_.end() && it->second.expired()) owner.rooms_.erase(it);
+  static conduit::Channels::Options options() {
+    conduit::Channels::Options o;
+    o.config.defaults.history_size = 0;
+    o.config.defaults.max_subscriptions_per_connection = 1;
+    // A request target is at most the 16 KiB request head; escaped below it
+    // grows at most threefold.
+    o.config.defaults.max_channel_length = 3 * 16 * 1024;
+    return o;
+  }
+  // The path as a channel name: bytes outside the channel-name set, and '='
+  // itself, become "=HH" (an injective mapping: two paths never share a channel).
+  static std::string channel_of(const conduit::Session& s) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    const std::string_view path = std::string_view(s.path()).substr(0, s.path().find('?'));
+    std::string out;
+    out.reserve(path.size());
+    for (unsigned char c : path) {
+      if (c != '=' && conduit::is_valid_channel_name(std::string_view(reinterpret_cast<const char*>(&c), 1), 1)) {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out += {'=', hex[c >> 4], hex[c & 0xF]};
+      }
     }
-    RelayRooms& owner;
-    std::string path;
-    conduit::Group group;
-  };
+    return out;
+  }
 
-  conduit::Server& server_;
-  std::mutex mu_;
-  std::unordered_map<std::string, std::weak_ptr<Room>> rooms_;
+  conduit::Channels channels_;
 };
 
 // Once the configuration is loaded, the daemon's own notices go where the
@@ -202,7 +194,7 @@ int main(int argc, char** argv) {
   // pubsub: built once the server exists (it adds routes, hooks and metrics
   // to it), before start(); the handlers forward to it.
   std::unique_ptr<conduit::ChannelService> service;
-  std::unique_ptr<RelayRooms> relay;  // relay: built once the server exists, before start()
+  std::unique_ptr<Relay> relay;  // relay: built once the server exists, before start()
   conduit::ServerHandlers handlers;
   if (cfg.mode == conduit::ServerMode::Pubsub) {
     handlers.on_upgrade = [&service](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
@@ -220,7 +212,9 @@ int main(int argc, char** argv) {
     };
   } else {
     handlers.on_open = [&relay](conduit::Session& s) { relay->join(s); };
-    handlers.on_message = &RelayRooms::relay;
+    handlers.on_message = [&relay](conduit::Session& s, std::string_view data, conduit::MessageType type) {
+      relay->relay(s, data, type);
+    };
   }
   try {
     server = std::make_unique<conduit::Server>(cfg.server, std::move(handlers));
@@ -247,9 +241,10 @@ int main(int argc, char** argv) {
            name + " received, shutting down (again to exit at once)");
     srv->stop();
   });
-  if (cfg.mode == conduit::ServerMode::Relay) relay = std::make_unique<RelayRooms>(*server);
-  // After the signals are blocked: the service starts a thread of its own
-  // (token expiry), which must inherit the mask like the loops.
+  // After the signals are blocked: channels and the service start threads of
+  // their own (history sweep, token expiry), which must inherit the mask like
+  // the loops.
+  if (cfg.mode == conduit::ServerMode::Relay) relay = std::make_unique<Relay>(*server);
   if (cfg.mode == conduit::ServerMode::Pubsub) {
     try {
       service = std::make_unique<conduit::ChannelService>(*server, cfg.pubsub);

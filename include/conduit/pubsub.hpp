@@ -190,7 +190,10 @@ class Channels {
 
   // Assigns the next offset, keeps the publication in history and delivers it
   // to every subscriber on every loop. Any thread; never blocks on I/O.
-  PublishResult publish(std::string_view channel, std::string_view data, MessageType type = MessageType::Text);
+  // `except`, when it is a subscriber, does not get this publication (a
+  // relay leaving out the sender); everyone else does, history too.
+  PublishResult publish(std::string_view channel, std::string_view data, MessageType type = MessageType::Text,
+                        const Session* except = nullptr);
 
   // The newest `limit` publications still in history (any thread). A channel
   // that does not exist yet is reported at offset 0 with a fresh epoch.

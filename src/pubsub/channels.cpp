@@ -150,7 +150,7 @@ struct Channels::Impl {
     const std::size_t members = ch.group->sets[loop_index].size();
     std::uint64_t messages = 0;
     for (auto& p : pending) {
-      if (members != 0) loop.fanout().deliver(*ch.group, p.frame, p.begin, p.end, p.messages);
+      if (members != 0) loop.fanout().deliver(*ch.group, p.frame, p.begin, p.end, p.messages, p.except);
       messages += p.messages;
       p.frame->release();
     }
@@ -376,7 +376,8 @@ std::size_t Channels::subscription_count(const Session& session) const {
   return it == local.sessions.end() ? 0 : it->second.size();
 }
 
-PublishResult Channels::publish(std::string_view channel, std::string_view data, MessageType type) {
+PublishResult Channels::publish(std::string_view channel, std::string_view data, MessageType type,
+                                const Session* except) {
   Impl& impl = *impl_;
   PublishResult result;
   const ChannelOptions opts = impl.options.config.resolve(channel);
@@ -432,12 +433,13 @@ PublishResult Channels::publish(std::string_view channel, std::string_view data,
         if (per_loop.interest == 0) continue;
         auto& inbox = per_loop.inbox;
         const bool was_empty = inbox.empty();
-        if (!inbox.empty() && inbox.back().frame == frame && inbox.back().end == begin) {
+        if (!inbox.empty() && inbox.back().frame == frame && inbox.back().end == begin &&
+            inbox.back().except == except) {
           inbox.back().end = end;  // the same run: one node per subscriber
           ++inbox.back().messages;
         } else {
           frame->add_ref();
-          inbox.push_back({frame, begin, end, 1});
+          inbox.push_back({frame, begin, end, 1, except});
         }
         server::Loop* loop = impl.core.loops()[i].get();
         if (loop == here) {

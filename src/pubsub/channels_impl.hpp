@@ -37,6 +37,7 @@ struct ChannelState {
     std::uint32_t begin;
     std::uint32_t end;
     std::uint32_t messages;
+    const Session* except;  // the subscriber these are not for (nullptr: none)
   };
   struct PerLoop {
     std::size_t interest = 0;    // subscriptions on this loop

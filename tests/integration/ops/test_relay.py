@@ -63,6 +63,31 @@ class Relay(unittest.TestCase):
 
         asyncio.run(asyncio.wait_for(go(), 60))
 
+    def test_any_path_is_a_room_and_paths_that_differ_never_share_one(self):
+        base = f"ws://127.0.0.1:{self.server.port}"
+        # Characters a channel name cannot hold, and paths that an escaping scheme could confuse
+        # ("=" is the escape character of the path-to-channel mapping).
+        paths = ["/r=1", "/r%3D1", "/r=3D1", "/caf%C3%A9~+!", "/" + "x" * 3000]
+
+        async def go():
+            rooms = {}
+            for p in paths:
+                rooms[p] = [await websockets.connect(base + p), await websockets.connect(base + p)]
+            for p in paths:
+                await rooms[p][0].send("hello " + p[:20])
+            for p in paths:
+                self.assertEqual(await asyncio.wait_for(rooms[p][1].recv(), 10), "hello " + p[:20])
+            # Nothing crossed rooms: in each room the next message is the room's own marker.
+            for p in paths:
+                await rooms[p][1].send("marker " + p[:20])
+            for p in paths:
+                self.assertEqual(await asyncio.wait_for(rooms[p][0].recv(), 10), "marker " + p[:20])
+            for pair in rooms.values():
+                for ws in pair:
+                    await ws.close()
+
+        asyncio.run(asyncio.wait_for(go(), 60))
+
     def test_node_and_python_peers_share_a_room(self):
         url = f"ws://127.0.0.1:{self.server.port}/chat"
         async def go():
