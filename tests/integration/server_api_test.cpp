@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -217,6 +218,23 @@ class Routes : public ::testing::Test {
          [](const conduit::HttpRequest&) -> conduit::HttpResponse { throw std::runtime_error("boom"); }});
     server_->add_route({"GET", "/healthz", conduit::PathMatch::Exact,
                         [](const conduit::HttpRequest&) { return text(200, "overridden\n"); }});
+    // Every method, a head check (key first, then its own 405) and a body cap
+    // above the server's 1000.
+    conduit::HttpRoute guarded{"*", "/guarded", conduit::PathMatch::Exact, [](const conduit::HttpRequest& r) {
+                                 return text(200, std::string(r.method) + " " + std::to_string(r.body.size()) + "/" +
+                                                      std::to_string(r.content_length));
+                               }};
+    guarded.check_head = [this](const conduit::HttpRequest& r) -> std::optional<conduit::HttpResponse> {
+      head_checks_++;
+      if (!r.body.empty()) return text(500, "the body must not be read yet");
+      if (r.header("X-Key") != "k") return conduit::HttpResponse{401, "application/json", {}, "{\"no\":1}"};
+      if (r.method == "DELETE") return text(405, "not this one " + std::to_string(r.content_length));
+      return std::nullopt;
+    };
+    guarded.max_body_bytes = 2000;
+    server_->add_route(std::move(guarded));
+    server_->add_route({"GET", "/guarded", conduit::PathMatch::Exact,
+                        [](const conduit::HttpRequest&) { return text(200, "the GET route"); }});
     server_->start();
   }
   void TearDown() override {
@@ -227,6 +245,7 @@ class Routes : public ::testing::Test {
   static std::string status_line(const std::string& r) { return r.substr(0, r.find("\r\n")); }
   static std::string body(const std::string& r) { return r.substr(r.find("\r\n\r\n") + 4); }
   std::unique_ptr<conduit::Server> server_;
+  std::atomic<int> head_checks_{0};
 };
 
 TEST_F(Routes, BodyInOneSegmentAndInSeveral) {
@@ -280,6 +299,44 @@ TEST_F(Routes, ExactBeforePrefixAndCustomStatusAndHeaders) {
   r = request({"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n"});                         // HEAD: GET's head, no body
   EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
   EXPECT_NE(r.find("\r\nContent-Length: 6\r\n"), std::string::npos);
+  EXPECT_EQ(body(r), "");
+}
+
+TEST_F(Routes, HeadCheckAnswersBeforeTheBodySizeIsJudged) {
+  const auto too_large = metric(*server_, "conduit_handshake_failures_total{reason=\"body_too_large\"}");
+  // No key and a body over every cap: the head check's 401, and the body is
+  // never sent nor read.
+  std::string r = request({"POST /guarded HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 401 Unauthorized");
+  EXPECT_NE(r.find("\r\nContent-Type: application/json\r\n"), std::string::npos);
+  EXPECT_EQ(body(r), "{\"no\":1}");
+  // With the key: above the server's 1000 but within the route's 2000.
+  r = request(
+      {"POST /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 1500\r\n\r\n" + std::string(1500, 'x')});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
+  EXPECT_EQ(body(r), "POST 1500/1500");
+  // Over the route's cap: the server's 413, after the head check passed.
+  r = request({"POST /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 2001\r\n\r\n"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 413 Payload Too Large");
+  EXPECT_EQ(metric(*server_, "conduit_handshake_failures_total{reason=\"body_too_large\"}"), too_large + 1);
+  EXPECT_EQ(head_checks_.load(), 3);
+}
+
+TEST_F(Routes, StarRouteTakesEveryMethodTheExactOneIsPreferred) {
+  std::string r = request({"PUT /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 2\r\n\r\nab"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
+  EXPECT_EQ(body(r), "PUT 2/2");
+  r = request({"DELETE /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 3\r\n\r\nabc"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 405 Method Not Allowed");  // the route's own answer
+  EXPECT_EQ(body(r), "not this one 3");
+  EXPECT_EQ(r.find("\r\nAllow:"), std::string::npos);
+  // GET has a route of its own: the "*" route (and its check) is not asked.
+  const int checks = head_checks_.load();
+  EXPECT_EQ(body(request({"GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n"})), "the GET route");
+  EXPECT_EQ(head_checks_.load(), checks);
+  // HEAD on the "*" route: the check's answer goes out without its body.
+  r = request({"HEAD /guarded HTTP/1.1\r\nHost: x\r\n\r\n"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");  // HEAD is GET's: the GET route's head
   EXPECT_EQ(body(r), "");
 }
 
