@@ -8,3 +8,18 @@ add_test(NAME web.routes
   WORKING_DIRECTORY ${CONDUIT_WEB_TESTS_DIR})
 set_tests_properties(web.routes PROPERTIES LABELS "integration" TIMEOUT 120
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+
+# Debian's chromium (scripts/setup installs it). Missing, the test fails with
+# the reason rather than skipping: a browser test that does not run proves nothing.
+find_program(CONDUIT_CHROMIUM NAMES chromium chromium-browser)
+if(NOT CONDUIT_CHROMIUM)
+  set(CONDUIT_CHROMIUM /usr/bin/chromium)
+endif()
+add_test(NAME web.browser
+  COMMAND ${CONDUIT_NODE} ${CONDUIT_WEB_TESTS_DIR}/browser_test.mjs --conduitd $<TARGET_FILE:conduitd>
+          --conduit $<TARGET_FILE:conduit_cli> --chromium ${CONDUIT_CHROMIUM}
+          --reports ${PROJECT_SOURCE_DIR}/build/test-reports/browser
+  WORKING_DIRECTORY ${CONDUIT_WEB_TESTS_DIR})
+# RUN_SERIAL: Chromium and a fan-out bench on two shared cores would slow the
+# timing-sensitive tests running beside it.
+set_tests_properties(web.browser PROPERTIES LABELS "browser;interop" TIMEOUT 180 RUN_SERIAL TRUE)
