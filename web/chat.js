@@ -70,8 +70,12 @@ function join(nick, room, token) {
       addLine("notice recovered", `Showing ${publications} message${publications === 1 ? "" : "s"} sent since the server restarted.`);
     }
   });
-  client.on("failed", ({ newEpoch }) => {
+  client.on("failed", ({ reason, newEpoch }) => {
     setStatus("open", "online");
+    if (reason === "history") {
+      addLine("notice", "Older messages of this room are no longer kept; new ones appear below.");
+      return;
+    }
     addLine("notice failed", newEpoch
       ? "Could not recover: the server restarted and its history was lost (it is kept in memory). Messages sent before the restart that you had not seen are gone; messages sent since are shown below."
       : "Could not recover: the server no longer holds every message you missed. Some are gone; new messages continue below.");
