@@ -22,6 +22,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import WebSocket from "ws";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
@@ -265,8 +266,22 @@ try {
   });
 
   await scenario("dashboard: the numbers move while conduit bench runs", async () => {
+    // A WebSocket without a token: refused with 401, counted as auth_missing.
+    const status = await new Promise((resolve) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${daemon.port}/`, ["conduit.v1"]);
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode));
+      ws.on("open", () => { ws.close(); resolve(101); });
+      ws.on("error", () => {});
+    });
+    check(status === 401, `an upgrade without a token answered ${status}`);
+    // A page that leaves: its browser closes the WebSocket with 1001 (going away).
+    const leaving = await openChat(context, base(), "gus", "lobby");
+    await leaving.close();
     const dash = await context.newPage();
     await dash.goto(`${base()}/dashboard`);
+    // The tables: the refusal by its reason, and the page that left by its close code.
+    await dash.waitForSelector('#handshake-failures tr[data-key="auth_missing"]', { timeout: EVENT_TIMEOUT });
+    await dash.waitForSelector('#close-codes tr[data-key="1001"]', { timeout: EVENT_TIMEOUT });
     await dash.waitForFunction(() => Number(document.body.dataset.samples ?? 0) >= 2, null, { timeout: EVENT_TIMEOUT });
     const bench = spawn(args.conduit, ["bench", "fanout", `ws://127.0.0.1:${daemon.port}/?token=${mintToken("bench")}`,
       "--channel", "chat:bench", "--subscribers", "20", "--messages", "200000", "--window", "64", "--timeout", "60s"],
