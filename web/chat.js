@@ -81,7 +81,7 @@ function join(nick, room, token) {
       : "Could not recover: the server no longer holds every message you missed. Some are gone; new messages continue below.");
   });
   client.subscribe(channel, {
-    fromStart: true,
+    history: 100,  // the room's last 100 messages, as far as the server keeps them
     onPublication: (pub) => addLine("message", "", pub),
     onError: (err) => addLine("notice failed", `Cannot join: ${err.message} (${err.code})`),
   });

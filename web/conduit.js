@@ -44,13 +44,16 @@ class Subscription {
     // The position of the last publication delivered (or of the subscribe
     // result when none was): what a resubscribe asks to continue from.
     this.position = handlers.since ? { offset: handlers.since.offset, epoch: handlers.since.epoch } : null;
-    this.fromStart = Boolean(handlers.fromStart) && !handlers.since;
+    // Publications of history wanted on the first subscribe (Infinity: all);
+    // historyTry is how many the current attempt asks for.
+    this.historyWanted = handlers.since ? 0 : handlers.history === true ? Infinity : Number(handlers.history ?? 0);
+    this.historyTry = 0;
     this.active = true;
     // Pushes are ignored while a subscribe with `since` is being replaced
     // (they come again, in order, in its result).
     this.replaying = false;
     // Why the next subscribe carries `since` (the `reason` of the recovering,
-    // recovered and failed events): "reconnect", "history" (fromStart) or
+    // recovered and failed events): "reconnect", "history" (the history option) or
     // "new_epoch" (the channel's history restarted).
     this.replayReason = "reconnect";
   }
@@ -214,8 +217,9 @@ export class Conduit {
   //                             trimmed); delivery continues from `position`
   //   onError(ConduitError)     the subscribe was refused (the subscription ends)
   //   since {offset, epoch}     start after this position (recovery) instead of now
-  //   fromStart                 also deliver what history holds from offset 1
-  //                             (when it still holds offset 1), then live
+  //   history                   N: first deliver (up to) the channel's last N
+  //                             publications that history holds; true: all
+  //                             of them (from offset 1); then live
   subscribe(channel, handlers = {}) {
     if (this._subscriptions.has(channel)) throw new Error(`conduit.js: already subscribed to ${channel}`);
     const sub = new Subscription(this, channel, handlers);
@@ -246,34 +250,57 @@ export class Conduit {
   _onSubscribed(sub, since, reason, result) {
     if (!sub.active) return;
     sub.handlers.onSubscribed?.(result);
-    // From now on a resubscribe continues where this one leaves off.
-    sub.replayReason = "reconnect";
     if (since && result.recovered) {
       sub.replaying = false;
+      sub.replayReason = "reconnect";  // from now on a resubscribe continues where this leaves off
       for (const pub of result.publications) sub._deliver(pub);
       this._emit("recovered", { channel: sub.channel, since, reason, publications: result.publications.length });
       return;
     }
     const position = { offset: result.offset, epoch: result.epoch };
     const newEpoch = Boolean(since) && since.epoch !== result.epoch;
+    // History on join that does not reach back that far (trimmed by size or
+    // age): ask for a quarter as many, down to one, before giving up.
+    if (since && reason === "history" && !newEpoch && sub.historyTry > 1) {
+      sub.historyTry = Math.floor(sub.historyTry / 4);
+      this._replayFrom(sub, Math.max(0, result.offset - sub.historyTry), result.epoch, "history");
+      return;
+    }
     if (since) {
       this._emit("failed", { channel: sub.channel, since, reason, position, newEpoch });
       sub.handlers.onRecoveryFailed?.(position);
     }
-    // Ask again from offset 0 of the channel's epoch when the caller wants the
-    // history (fromStart), or when the channel began a new life (its server
-    // restarted and lost the history): the result then carries every
-    // publication history holds of this life, before any live one.
-    const replay = result.offset > 0 && ((!since && sub.fromStart) || newEpoch);
-    sub.fromStart = false;
-    if (!replay) {
+    // Subscribe again with a `since` in the channel's current epoch when the
+    // caller wants history (the history option, first subscribe only), or when
+    // the channel began a new life (its server restarted and lost the old
+    // history): from offset 0, so every publication of the new life that
+    // history holds is delivered, before any live one.
+    let from = null;
+    let why = "reconnect";
+    if (!since && sub.historyWanted > 0 && result.offset > 0) {
+      sub.historyTry = Math.min(sub.historyWanted, result.offset);
+      from = result.offset - sub.historyTry;
+      why = "history";
+    } else if (newEpoch && result.offset > 0) {
+      from = 0;
+      why = "new_epoch";
+    }
+    sub.historyWanted = 0;
+    if (from === null) {
       sub.replaying = false;
+      sub.replayReason = "reconnect";
       sub.position = position;
       return;
     }
-    sub.position = { offset: 0, epoch: result.epoch };
-    sub.replaying = true;  // pushes until then come again in the result
-    sub.replayReason = newEpoch ? "new_epoch" : "history";
+    this._replayFrom(sub, from, result.epoch, why);
+  }
+
+  // Resubscribes sub with since = {offset, epoch}: unsubscribe, then subscribe.
+  // Pushes in between are ignored: the result carries them again, in order.
+  _replayFrom(sub, offset, epoch, reason) {
+    sub.position = { offset, epoch };
+    sub.replaying = true;
+    sub.replayReason = reason;
     this._request({ unsubscribe: { channel: sub.channel } }).then(
       () => {
         if (sub.active && this.state === "open") this._sendSubscribe(sub);

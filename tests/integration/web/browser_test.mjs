@@ -6,6 +6,7 @@
 // Scenarios (each waits on page events with a bound, never on a sleep):
 //   chat        two pages chat in one room; a third page in another room sees none of it;
 //               a page that joins later sees the room's history (auth on: tokens minted here)
+//   history     a page joining a room with more messages than history keeps sees the newest ones
 //   reconnect   both pages drop their connection (the page's Disconnect), three messages are
 //               published over the HTTP API, the pages reconnect: each shows "recovering", then
 //               exactly the three, in order, once, and "Recovered 3 missed messages"
@@ -187,7 +188,8 @@ const browserArgs = [
 ];
 if (process.getuid?.() === 0) browserArgs.push("--no-sandbox");  // CI containers run as root
 
-let daemon = await new Daemon().start();
+const HISTORY_SIZE = ["--set", "channels.history_size=50"];
+let daemon = await new Daemon(HISTORY_SIZE).start();
 const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: browserArgs });
 const context = await browser.newContext({ viewport: { width: 900, height: 640 } });
 let base = () => `http://127.0.0.1:${daemon.port}`;
@@ -216,6 +218,19 @@ try {
     await ann.screenshot({ path: join(REPORTS, "chat.png") });
     await cat.close();
     await dan.close();
+  });
+
+  await scenario("history: a page joining a busy room sees its newest messages that history keeps", async () => {
+    // 80 messages in a room whose history keeps 50 (channels.history_size below): the page asks
+    // for 100, then 80 (all there are) from offset 0, which is gone, then a quarter, 20: offsets 61..80.
+    for (let i = 1; i <= 80; i++) await apiPublish(daemon.port, "chat:busy", { user: "backend", text: `busy ${i}` });
+    const eli = await openChat(context, base(), "eli", "busy");
+    await waitText(eli, "busy 80");
+    const list = await messagesOf(eli);
+    const want = Array.from({ length: 20 }, (_, i) => `busy ${61 + i}`);
+    check(JSON.stringify(list.map((m) => m.text)) === JSON.stringify(want), `eli sees ${JSON.stringify(list.map((m) => m.text))}`);
+    check(JSON.stringify(list.map((m) => m.offset)) === JSON.stringify(want.map((_, i) => 61 + i)), "offsets are not 61..80");
+    await eli.close();
   });
 
   await scenario("reconnect: a dropped connection recovers exactly what was missed", async () => {
@@ -247,7 +262,7 @@ try {
     await daemon.stop();
     await waitStatus(ann, "closed");
     await waitStatus(bob, "closed");
-    daemon = await new Daemon([], `127.0.0.1:${port}`).start();
+    daemon = await new Daemon(HISTORY_SIZE, `127.0.0.1:${port}`).start();
     const during = ["after restart 1", "after restart 2", "after restart 3"];
     for (const text of during) await apiPublish(daemon.port, "chat:lobby", { user: "backend", text });
     for (const [p, who] of [[ann, "ann"], [bob, "bob"]]) {
