@@ -67,7 +67,7 @@ function join(nick, room, token) {
       addLine("notice recovered", publications === 0 ? "Recovered: nothing was missed."
         : `Recovered ${publications} missed message${publications === 1 ? "" : "s"} (above).`);
     } else if (reason === "new_epoch") {
-      addLine("notice recovered", `Showing ${publications} message${publications === 1 ? "" : "s"} sent since the server restarted.`);
+      addLine("notice recovered", `Recovered ${publications} message${publications === 1 ? "" : "s"} sent since the server restarted (above).`);
     }
   });
   client.on("failed", ({ reason, newEpoch }) => {

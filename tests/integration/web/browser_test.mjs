@@ -12,7 +12,9 @@
 //               exactly the three, in order, once, and "Recovered 3 missed messages"
 //   restart     conduitd is stopped (SIGTERM) while both pages are open and started again on the
 //               same port; three messages are published over the HTTP API as soon as it listens;
-//               both pages reconnect by themselves and show the three, in order, once
+//               both pages reconnect by themselves and show the three, in order, once; then again
+//               with the pages offline until the publications are made: each page says that the
+//               history was lost with the old process and shows what the new one holds
 //   dashboard   /dashboard's numbers move while `conduit bench fanout` runs against the server
 //   wss         the chat over https/wss with a certificate from a CA made here (openssl);
 //               Chromium trusts the leaf's key through --ignore-certificate-errors-spki-list
@@ -277,6 +279,27 @@ try {
     // What the page says depends on who came first: the pages reconnecting before the first
     // publication see them live; after it, their recovery fails (the history died with the old
     // process) and the new history is replayed from its start, with a notice saying so.
+    // The same with the pages offline until the publications are made (their Disconnect button),
+    // so that their recovery surely meets the new epoch: the page says the history was lost, then
+    // shows what the new server holds.
+    for (const p of [ann, bob]) {
+      await p.click("#connection-toggle");
+      await waitStatus(p, "closed");
+    }
+    await daemon.stop();
+    daemon = await new Daemon(HISTORY_SIZE, `127.0.0.1:${port}`).start();
+    const offline = ["while offline 1", "while offline 2"];
+    for (const text of offline) await apiPublish(daemon.port, "chat:lobby", { user: "backend", text });
+    const count = { ann: (await messagesOf(ann)).length, bob: (await messagesOf(bob)).length };
+    for (const p of [ann, bob]) await p.click("#connection-toggle");
+    for (const [p, who] of [[ann, "ann"], [bob, "bob"]]) {
+      await waitNotice(p, "Recovered 2 messages sent since the server restarted");
+      await waitNotice(p, "Could not recover: the server restarted");
+      const list = await messagesOf(p);
+      check(JSON.stringify(list.slice(count[who]).map((m) => m.text)) === JSON.stringify(offline),
+        `${who} after the second restart shows ${JSON.stringify(list.slice(count[who]).map((m) => m.text))}`);
+      checkNoDuplicate(list, who);
+    }
     await ann.screenshot({ path: join(REPORTS, "chat-after-restart.png") });
   });
 
