@@ -1,6 +1,7 @@
-// conduitd: the Conduit daemon (echo, broadcast or per-path relay).
+// conduitd: the Conduit daemon: channels over conduit.v1 (pubsub, the
+// default), echo, broadcast or per-path relay.
 //
-//   conduitd [--config FILE] [--listen HOST:PORT] [--mode echo|broadcast|relay] [--set key=value]...
+//   conduitd [--config FILE] [--listen HOST:PORT] [--mode pubsub|echo|broadcast|relay] [--set key=value]...
 //            [--check | --print-config]
 //
 // Exit status: 0 after a clean shutdown (or a valid --check), 1 on a runtime
@@ -22,6 +23,7 @@
 
 #include "conduit/config.hpp"
 #include "conduit/log.hpp"
+#include "conduit/pubsub.hpp"
 #include "conduit/server.hpp"
 #include "conduit/signals.hpp"
 #include "conduit/version.hpp"
@@ -34,13 +36,16 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
 
   --config FILE         TOML configuration file (keys: docs/configuration.md)
   --listen HOST:PORT    same as --set server.listen=HOST:PORT (default 127.0.0.1:8080; port 0 = any free port)
-  --mode MODE           echo | broadcast | relay (same as --set server.mode=MODE)
+  --mode MODE           pubsub | echo | broadcast | relay (same as --set server.mode=MODE; default pubsub)
+                        pubsub: channels with history and recovery over the conduit.v1 protocol
+                          (docs/protocol.md), an HTTP API under /api/ when api.key is set, JWT auth
+                          when auth.jwt_secret is set;
                         echo: each message back to its sender; broadcast: to every session;
                         relay: to every other session connected to the same path
   --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
   --print-config        print the merged configuration (defaults + file + --set) as TOML and exit
-  --check               validate the configuration (including TLS files) without binding;
-                        exit 0 if valid, 2 with the error naming the key otherwise
+  --check               validate the configuration (including TLS files and auth.jwt_secret_file)
+                        without binding; exit 0 if valid, 2 with the error naming the key otherwise
   --version             print the version (and the git commit it was built from) and exit
   --help                this text
 
@@ -180,8 +185,17 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<conduit::Server> server;
   conduit::Server* srv = nullptr;
+  // pubsub: built once the server exists (it adds routes, hooks and metrics
+  // to it), before start(); the handlers forward to it.
+  std::unique_ptr<conduit::ChannelService> service;
   conduit::ServerHandlers handlers;
-  if (cfg.mode == conduit::ServerMode::Echo) {
+  if (cfg.mode == conduit::ServerMode::Pubsub) {
+    handlers.on_upgrade = [&service](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
+    handlers.on_open = [&service](conduit::Session& s) { service->on_open(s); };
+    handlers.on_message = [&service](conduit::Session& s, std::string_view data, conduit::MessageType type) {
+      service->on_message(s, data, type);
+    };
+  } else if (cfg.mode == conduit::ServerMode::Echo) {
     handlers.on_message = [](conduit::Session& s, std::string_view data, conduit::MessageType type) {
       s.send(data, type);
     };
@@ -223,6 +237,16 @@ int main(int argc, char** argv) {
            name + " received, shutting down (again to exit at once)");
     srv->stop();
   });
+  // After the signals are blocked: the service starts a thread of its own
+  // (token expiry), which must inherit the mask like the loops.
+  if (cfg.mode == conduit::ServerMode::Pubsub) {
+    try {
+      service = std::make_unique<conduit::ChannelService>(*server, cfg.pubsub);
+    } catch (const std::exception& e) {
+      notice(conduit::LogLevel::critical, "event=start_failed reason=\"" + quotable(e.what()) + "\"", e.what());
+      return 1;
+    }
+  }
   try {
     server->start();
   } catch (const std::exception& e) {

@@ -614,6 +614,21 @@ TEST(ChannelsConfig, NamespaceErrorsNameTheKey) {
   EXPECT_NE(msg.find("did you mean channels.namespaces.chat.history_size?"), std::string::npos) << msg;
 }
 
+TEST(ChannelsConfig, ResolveAppliesTheConfiguredNamespace) {
+  const DaemonConfig c = load_config(sets({{"channels.history_size", "20"},
+                                           {"channels.namespaces.chat.history_size", "0"},
+                                           {"channels.namespaces.chat.max_channel_length", "40"}}));
+  const conduit::ChannelConfig& cc = c.pubsub.channels;
+  const conduit::ChannelOptions chat = cc.resolve("chat:lobby");
+  EXPECT_EQ(chat.history_size, 0u);
+  EXPECT_EQ(chat.max_channel_length, 40u);
+  EXPECT_EQ(chat.history_ttl, std::chrono::minutes(5));    // not overridden: [channels]
+  EXPECT_EQ(chat.max_subscriptions_per_connection, 128u);  // not overridden: [channels]
+  EXPECT_EQ(cc.resolve("news").history_size, 20u);         // no namespace
+  EXPECT_EQ(cc.resolve("chatter:x").history_size, 20u);    // an undeclared namespace
+  EXPECT_EQ(cc.resolve("chat").history_size, 20u);         // "chat" alone is in no namespace
+}
+
 TEST(AuthConfig, SecretFileIsReadWithoutTrailingNewline) {
   TempFile secret("top-secret-value\r\n\n");
   DaemonConfig c = load_config(sets({{"auth.jwt_secret_file", secret.path()}}));

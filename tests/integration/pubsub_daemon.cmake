@@ -1,0 +1,4 @@
+# conduitd --mode pubsub (the default): [channels] with namespaces, limits and
+# auth.jwt_secret_file reach the running daemon (conduit_ops_test is defined
+# in ops.cmake, included before this file).
+conduit_ops_test(pubsub_daemon   test_pubsub_daemon.py  120 LABELS interop ARGS PubsubDaemon)
