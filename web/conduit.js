@@ -98,6 +98,7 @@ export class Conduit {
     this._nextId = 1;
     this._ws = null;
     this._timer = null;
+    this._opening = false;
     this._stopped = true;
     if (options.autoConnect ?? true) this.connect();
   }
@@ -128,7 +129,7 @@ export class Conduit {
 
   connect() {
     this._stopped = false;
-    if (this._ws || this._timer) return;
+    if (this._ws || this._timer || this._opening) return;
     this._open();
   }
 
@@ -144,12 +145,15 @@ export class Conduit {
   async _open() {
     this._setState("connecting", { attempt: this.attempt + 1 });
     let token = this.token;
+    this._opening = true;  // one attempt at a time, also while a token function runs
     try {
       if (typeof token === "function") token = await token();
     } catch (e) {
       this._emit("error", { code: 0, message: "token: " + e.message });
       this._scheduleReconnect(1006, "no token");
       return;
+    } finally {
+      this._opening = false;
     }
     if (this._stopped) return;
     let ws;

@@ -1,5 +1,5 @@
 # conduitd's web pages (web/, compiled into the binary): the routes over raw
-# HTTP (every label), and the pages in a real Chromium (label browser: the
+# HTTP, the JavaScript client in Node, and the pages in a real Chromium (label browser: the
 # release stage only, it needs the chromium package and takes ~a minute).
 set(CONDUIT_WEB_TESTS_DIR ${CMAKE_CURRENT_LIST_DIR}/web)
 
@@ -8,6 +8,13 @@ add_test(NAME web.routes
   WORKING_DIRECTORY ${CONDUIT_WEB_TESTS_DIR})
 set_tests_properties(web.routes PROPERTIES LABELS "integration" TIMEOUT 120
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+
+# web/conduit.js in Node against conduitd: backoff bounds, refusals, token
+# expiry (3000) with a token function. Seconds; every stage.
+add_test(NAME web.conduit_js
+  COMMAND ${CONDUIT_NODE} ${CONDUIT_WEB_TESTS_DIR}/conduit_js_test.mjs --conduitd $<TARGET_FILE:conduitd>
+  WORKING_DIRECTORY ${CONDUIT_WEB_TESTS_DIR})
+set_tests_properties(web.conduit_js PROPERTIES LABELS "integration" TIMEOUT 120)
 
 # Debian's chromium (scripts/setup installs it). Missing, the test fails with
 # the reason rather than skipping: a browser test that does not run proves nothing.
