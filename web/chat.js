@@ -54,7 +54,9 @@ function join(nick, room, token) {
     if (reconnectIn === null) {
       setStatus("closed", `offline (close ${code})`);
     } else {
-      setStatus("closed", `offline (close ${code}), retrying in ${(reconnectIn / 1000).toFixed(1)} s`);
+      // A refused handshake (e.g. 401 without a valid token) reaches a page as 1006 before any open.
+      const hint = code === 1006 && client.attempt >= 2 && !token ? " (if the server has auth on, it needs a token)" : "";
+      setStatus("closed", `offline (close ${code}), retrying in ${(reconnectIn / 1000).toFixed(1)} s${hint}`);
     }
   });
   client.on("recovering", ({ reason }) => {
