@@ -87,6 +87,7 @@ bool is_valid_channel_name(std::string_view name, std::size_t max_length = 255) 
 struct StreamPosition {
   std::uint64_t offset = 0;
   std::string epoch;
+  friend bool operator==(const StreamPosition&, const StreamPosition&) = default;
 };
 
 // A publication as kept in history. `message` is what subscribers were sent
@@ -131,7 +132,7 @@ struct PublishResult {
 // What history() returns: the channel's position and its newest publications.
 struct HistorySnapshot {
   StreamPosition position;
-  std::vector<ChannelPublication> publications;  // oldest first
+  std::vector<ChannelPublication> publications;   // oldest first
   std::vector<std::shared_ptr<const void>> keep;  // holds the bytes the views point into
 };
 

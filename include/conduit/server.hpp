@@ -14,6 +14,12 @@
 
 namespace conduit {
 
+class Server;
+namespace server {
+class ServerCore;
+ServerCore& core_of(Server& server);  // for the library's own layers (pub/sub)
+}  // namespace server
+
 // What the accept hook sees of an upgrade request (views valid during the call).
 struct UpgradeInfo {
   std::string_view path;   // target without the query
@@ -29,6 +35,11 @@ struct UpgradeDecision {
   unsigned status = 403;    // when refused
   std::string reason;       // when refused: one line, body of the response
   std::string subprotocol;  // when accepted: overrides the server's choice if non-empty
+  // When refused: the label this refusal is counted under in
+  // conduit_handshake_failures_total{reason} (e.g. "auth_expired"), instead of
+  // "refused_by_hook". [a-z0-9_] only; at most 64 distinct labels are kept,
+  // further ones are counted as "refused_by_hook".
+  std::string failure_label;
   std::shared_ptr<void> user_data;
 };
 
@@ -88,6 +99,15 @@ class Server {
   // that loop's index. Output the hook produces (send, publish) is written in
   // the same batch. Before start() only (throws std::logic_error after).
   void add_end_of_batch_hook(std::function<void(unsigned loop_index)> hook);
+  // Adds a hook run on a session's loop when an opened session ends, before
+  // ServerHandlers::on_close (for libraries that keep per-session state, e.g.
+  // channel subscriptions). Before start() only (throws std::logic_error after).
+  void add_close_hook(std::function<void(Session&)> hook);
+  // Adds a source of extra Prometheus text appended to metrics_text() (and
+  // /metrics): complete metric families (# HELP, # TYPE, samples) whose names
+  // differ from the server's own. Called on the scraping thread; it must be
+  // thread-safe. Before start() only (throws std::logic_error after).
+  void add_metrics_source(std::function<void(std::string& out)> append);
   // Number of event loops (threads); loop indexes are 0 .. loop_count() - 1.
   unsigned loop_count() const noexcept;
   // Runs fn on loop loop_index's thread, after the loop's current batch, in
@@ -108,6 +128,7 @@ class Server {
 
  private:
   friend class Group;
+  friend server::ServerCore& server::core_of(Server& server);
   std::unique_ptr<Impl> impl_;
 };
 

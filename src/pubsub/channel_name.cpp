@@ -1,8 +1,9 @@
 #include "pubsub/channel_name.hpp"
 
-namespace conduit::pubsub {
+namespace conduit {
 
 ChannelOptions ChannelConfig::resolve(std::string_view channel) const {
+  using pubsub::channel_namespace;
   ChannelOptions options = defaults;
   const std::string_view ns = channel_namespace(channel);
   if (ns.empty()) return options;
@@ -16,6 +17,14 @@ ChannelOptions ChannelConfig::resolve(std::string_view channel) const {
   if (o.max_channel_length) options.max_channel_length = *o.max_channel_length;
   return options;
 }
+
+bool is_valid_channel_name(std::string_view name, std::size_t max_length) noexcept {
+  return pubsub::validate_channel_name(name, max_length) == pubsub::ChannelNameError::none;
+}
+
+}  // namespace conduit
+
+namespace conduit::pubsub {
 
 std::string_view to_string(ChannelNameError error) noexcept {
   switch (error) {

@@ -19,39 +19,15 @@
 #include <string>
 #include <string_view>
 
+#include "conduit/pubsub.hpp"
+
 namespace conduit::pubsub {
 
-struct ChannelOptions {
-  // Publications kept for recovery; 0 turns history off.
-  std::size_t history_size = 100;
-  // Publications older than this are dropped from history; 0 means no age
-  // limit (history_size alone bounds it).
-  std::chrono::milliseconds history_ttl{std::chrono::minutes(5)};
-  // A subscribe is refused (429) when the connection already holds this many
-  // subscriptions. Resolved for the namespace of the channel being
-  // subscribed, and compared with the connection's total.
-  std::size_t max_subscriptions_per_connection = 128;
-  // Longest accepted channel name, in bytes.
-  std::size_t max_channel_length = 255;
-};
-
-// One namespace's overrides: a key that is not set keeps the default.
-struct ChannelNamespaceOverrides {
-  std::optional<std::size_t> history_size;
-  std::optional<std::chrono::milliseconds> history_ttl;
-  std::optional<std::size_t> max_subscriptions_per_connection;
-  std::optional<std::size_t> max_channel_length;
-};
-
-struct ChannelConfig {
-  ChannelOptions defaults;
-  std::map<std::string, ChannelNamespaceOverrides, std::less<>> namespaces;
-
-  // The options for `channel`: the defaults with the overrides of its
-  // namespace applied; a namespace that is not declared (or no namespace)
-  // gets the defaults unchanged.
-  ChannelOptions resolve(std::string_view channel) const;
-};
+// The options live in the public header (conduit/pubsub.hpp) so that the
+// daemon's configuration can fill them; these names are the same types.
+using ChannelOptions = conduit::ChannelOptions;
+using ChannelNamespaceOverrides = conduit::ChannelNamespaceOverrides;
+using ChannelConfig = conduit::ChannelConfig;
 
 enum class ChannelNameError {
   none,

@@ -31,6 +31,8 @@
 #include <string_view>
 #include <vector>
 
+#include "conduit/pubsub.hpp"
+
 namespace conduit::pubsub {
 
 using HistoryClock = std::chrono::steady_clock;
@@ -40,13 +42,9 @@ struct HistoryLimits {
   std::chrono::milliseconds ttl{300'000};  // 0: no age limit (size limit only)
 };
 
-// The channel's current position: the last offset assigned (0 before the
-// first publication) and the epoch it belongs to.
-struct StreamPosition {
-  std::uint64_t offset = 0;
-  std::string epoch;
-  friend bool operator==(const StreamPosition&, const StreamPosition&) = default;
-};
+// The channel's current position (the public conduit::StreamPosition): the
+// last offset assigned (0 before the first publication) and its epoch.
+using StreamPosition = conduit::StreamPosition;
 
 struct HistoryEntry {
   std::uint64_t offset = 0;

@@ -138,6 +138,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
         "bytes_out={}",
         id_, remote_address_, path_, subprotocol_.empty() ? "-" : subprotocol_, code, reason, duration, bytes_in_,
         bytes_out_);
+    for (const auto& hook : core().close_hooks()) guarded("close_hook", [&] { hook(*this); });
     if (core().handlers().on_close) guarded("on_close", [&] { core().handlers().on_close(*this, code, reason); });
   }
   core().on_connection_finished();

@@ -78,7 +78,8 @@ const char* to_string(ErrorKind k) noexcept {
   return "unknown";
 }
 
-std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
+std::string render_metrics(const std::vector<const ServerCounters*>& loops,
+                           const std::map<std::string, std::uint64_t, std::less<>>& labeled_refusals) {
   // member: a pointer to a Counter of ServerCounters, or a function giving one.
   auto sum = [&](auto member) {
     std::uint64_t total = 0;
@@ -118,6 +119,10 @@ std::string render_metrics(const std::vector<const ServerCounters*>& loops) {
   for (std::size_t i = 0; i < static_cast<std::size_t>(HandshakeFailure::Count); ++i) {
     hs.Add({{"reason", to_string(static_cast<HandshakeFailure>(i))}})
         .Increment(sum([i](const ServerCounters& c) -> const Counter& { return c.handshake_failures[i]; }));
+  }
+  for (const auto& [label, count] : labeled_refusals) {
+    hs.Add({{"reason", label}})
+        .Increment(static_cast<double>(count));  // Family::Add returns the existing counter for a built-in reason
   }
   auto& errs = prometheus::BuildCounter().Name("conduit_errors_total").Help("Errors by kind").Register(registry);
   for (std::size_t i = 0; i < static_cast<std::size_t>(ErrorKind::Count); ++i) {

@@ -5,6 +5,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ struct alignas(64) ServerCounters {
 };
 
 // Sums the loops' counters and renders the Prometheus text format.
-std::string render_metrics(const std::vector<const ServerCounters*>& loops);
+// `labeled_refusals` adds samples to conduit_handshake_failures_total under
+// labels chosen by the accept hook (added to a built-in reason of the same name).
+std::string render_metrics(const std::vector<const ServerCounters*>& loops,
+                           const std::map<std::string, std::uint64_t, std::less<>>& labeled_refusals);
 
 }  // namespace conduit::server

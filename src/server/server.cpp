@@ -33,6 +33,10 @@ void Server::add_route(HttpRoute route) { impl_->core.add_route(std::move(route)
 void Server::add_end_of_batch_hook(std::function<void(unsigned)> hook) {
   impl_->core.add_end_of_batch_hook(std::move(hook));
 }
+void Server::add_close_hook(std::function<void(Session&)> hook) { impl_->core.add_close_hook(std::move(hook)); }
+void Server::add_metrics_source(std::function<void(std::string&)> append) {
+  impl_->core.add_metrics_source(std::move(append));
+}
 unsigned Server::loop_count() const noexcept { return static_cast<unsigned>(impl_->core.loops().size()); }
 bool Server::post(unsigned loop_index, std::function<void()> fn) { return impl_->core.post(loop_index, std::move(fn)); }
 bool Server::post_to_all_loops(std::function<void(unsigned)> fn) {
@@ -41,6 +45,8 @@ bool Server::post_to_all_loops(std::function<void(unsigned)> fn) {
   }
   return true;
 }
+
+server::ServerCore& server::core_of(Server& s) { return s.impl_->core; }
 
 // ---------------------------------------------------------------- Group
 

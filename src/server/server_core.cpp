@@ -92,6 +92,31 @@ void ServerCore::add_end_of_batch_hook(std::function<void(unsigned)> hook) {
   }
 }
 
+void ServerCore::add_close_hook(std::function<void(Session&)> hook) {
+  if (started_.load()) throw std::logic_error("Server::add_close_hook: hooks must be added before start()");
+  close_hooks_.push_back(std::move(hook));
+}
+
+void ServerCore::add_metrics_source(std::function<void(std::string&)> append) {
+  if (started_.load()) throw std::logic_error("Server::add_metrics_source: sources must be added before start()");
+  metrics_sources_.push_back(std::move(append));
+}
+
+void ServerCore::count_labeled_refusal(std::string_view label) {
+  static constexpr std::size_t max_labels = 64;
+  bool valid = !label.empty() && label.size() <= 64;
+  for (char c : label) valid = valid && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_');
+  std::lock_guard lock(labeled_mutex_);
+  auto it = labeled_refusals_.find(label);
+  if (it != labeled_refusals_.end()) {
+    ++it->second;
+  } else if (valid && labeled_refusals_.size() < max_labels) {
+    labeled_refusals_.emplace(std::string(label), 1);
+  } else {
+    ++labeled_refusals_[to_string(HandshakeFailure::RefusedByHook)];
+  }
+}
+
 bool ServerCore::post(unsigned loop_index, std::function<void()> fn) {
   if (loop_index >= loops_.size() || stopped_.load()) return false;
   loops_[loop_index]->post(std::move(fn));
@@ -211,7 +236,14 @@ void ServerCore::wait() {
 std::string ServerCore::metrics_text() const {
   std::vector<const ServerCounters*> all;
   for (const auto& l : loops_) all.push_back(&l->counters());
-  return render_metrics(all);
+  std::map<std::string, std::uint64_t, std::less<>> labeled;
+  {
+    std::lock_guard lock(labeled_mutex_);
+    labeled = labeled_refusals_;
+  }
+  std::string out = render_metrics(all, labeled);
+  for (const auto& source : metrics_sources_) source(out);
+  return out;
 }
 
 }  // namespace conduit::server

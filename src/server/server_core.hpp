@@ -4,7 +4,9 @@
 #pragma once
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,11 @@ class ServerCore {
   // without a lock by the loops. Throws std::logic_error once started.
   void add_route(conduit::HttpRoute route);
   void add_end_of_batch_hook(std::function<void(unsigned loop_index)> hook);
+  void add_close_hook(std::function<void(Session&)> hook);
+  void add_metrics_source(std::function<void(std::string&)> append);
+  const std::vector<std::function<void(Session&)>>& close_hooks() const noexcept { return close_hooks_; }
+  // A refusal by the accept hook with its own label (any loop thread).
+  void count_labeled_refusal(std::string_view label);
   // Any thread: runs fn on that loop's thread. False when there is no such
   // loop or the server has stopped (fn is then not run).
   bool post(unsigned loop_index, std::function<void()> fn);
@@ -93,6 +100,10 @@ class ServerCore {
   std::uint16_t port_ = 0;
   std::uint16_t metrics_port_ = 0;
   std::int64_t sweep_ms_ = 1000;
+  std::vector<std::function<void(Session&)>> close_hooks_;
+  std::vector<std::function<void(std::string&)>> metrics_sources_;
+  mutable std::mutex labeled_mutex_;  // refusals are rare: a lock is fine here
+  std::map<std::string, std::uint64_t, std::less<>> labeled_refusals_;
 };
 
 }  // namespace conduit::server

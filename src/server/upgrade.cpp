@@ -173,7 +173,12 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
       counted_open_ = false;
       core().admission().release(ip);
       unsigned status = hook.status >= 400 && hook.status <= 599 ? hook.status : 403;
-      refuse(status, hook.reason.empty() ? "refused" : hook.reason, HandshakeFailure::RefusedByHook);
+      if (hook.failure_label.empty()) {
+        refuse(status, hook.reason.empty() ? "refused" : hook.reason, HandshakeFailure::RefusedByHook);
+      } else {
+        core().count_labeled_refusal(hook.failure_label);
+        refuse(status, hook.reason.empty() ? "refused" : hook.reason, HandshakeFailure::Count);
+      }
       return;
     }
     if (!hook.subprotocol.empty()) subprotocol = hook.subprotocol;
@@ -277,7 +282,8 @@ void Connection::serve_route() {
 }
 
 void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra) {
-  loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
+  // HandshakeFailure::Count: already counted under the accept hook's own label.
+  if (why != HandshakeFailure::Count) loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
   if (why == HandshakeFailure::NotFound) {
     ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_);
   } else {

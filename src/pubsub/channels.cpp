@@ -1,0 +1,480 @@
+// conduit::Channels: the channel registry, publication ordering, history and
+// delivery to subscribers on every loop.
+//
+// How a publication travels, and why no subscriber sees a gap or a duplicate:
+// - Each channel has one mutex. publish() takes it to assign the offset, keep
+//   the publication in history, and append the framed publication to the
+//   channel's inbox of every loop that has subscribers (`interest`). A loop's
+//   inbox is drained on that loop (one post when it goes from empty to not
+//   empty, or inline when the publisher is that loop's thread), so each loop
+//   receives the channel's publications in offset order.
+// - subscribe() runs on the session's loop and, under the same mutex, reads
+//   history and takes (and then delivers to the loop's current members) the
+//   loop's inbox; then it joins the session to the live set. Everything up to
+//   the position it read is therefore either in the recovered publications
+//   or was already delivered before the session joined, and everything after
+//   it goes through the inbox to the members the session is now one of.
+// - A loop's interest counts the subscriptions on it; when it drops to zero
+//   the loop's inbox is dropped, and publications stop going there.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "conduit/pubsub.hpp"
+#include "ops/log.hpp"
+#include "pubsub/channel_name.hpp"
+#include "pubsub/channels_impl.hpp"
+#include "pubsub/history.hpp"
+#include "pubsub/protocol.hpp"
+#include "server/connection.hpp"
+#include "server/loop.hpp"
+#include "server/server_core.hpp"
+#include "wire/frame.hpp"
+
+namespace conduit {
+
+using pubsub::ChannelState;
+using pubsub::HistoryClock;
+
+namespace {
+
+constexpr std::size_t shard_count = 64;
+
+server::Connection* connection_of(Session& s) { return dynamic_cast<server::Connection*>(&s); }
+
+wire::Opcode opcode_of(MessageType type) {
+  return type == MessageType::Binary ? wire::Opcode::Binary : wire::Opcode::Text;
+}
+
+pubsub::HistoryLimits limits_of(const ChannelOptions& o) { return {o.history_size, o.history_ttl}; }
+
+}  // namespace
+
+struct Channels::Impl {
+  Impl(Server& s, Options o) : core(server::core_of(s)), options(std::move(o)), loops(core.loops().size()) {}
+
+  server::ServerCore& core;
+  Options options;
+
+  struct Shard {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::shared_ptr<ChannelState>> channels;
+  };
+  std::array<Shard, shard_count> shards;
+
+  // Per loop, touched only by that loop's thread: each session's subscriptions.
+  struct LoopLocal {
+    std::unordered_map<const Session*, std::vector<std::shared_ptr<ChannelState>>> sessions;
+  };
+  std::vector<LoopLocal> loops;
+
+  std::atomic<std::uint64_t> channel_count{0};
+  std::atomic<std::uint64_t> subscription_count{0};
+  std::atomic<std::uint64_t> publications{0};
+  std::atomic<std::uint64_t> deliveries{0};
+  std::atomic<std::int64_t> history_bytes{0};
+  std::atomic<std::uint64_t> recovered{0};
+  std::atomic<std::uint64_t> not_recovered{0};
+  std::atomic<bool> stopping{false};
+
+  std::mutex sweep_mutex;
+  std::condition_variable sweep_cv;
+  std::thread sweeper;
+
+  Shard& shard_of(std::string_view name) { return shards[std::hash<std::string_view>{}(name) % shard_count]; }
+
+  // The channel, created when missing. Returned unlocked; the caller locks it
+  // and retries when it finds it dead (removed meanwhile).
+  std::shared_ptr<ChannelState> get_or_create(std::string_view name) {
+    Shard& shard = shard_of(name);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(std::string(name));
+    if (it != shard.channels.end()) return it->second;
+    const ChannelOptions opts = options.config.resolve(name);
+    auto ch = std::make_shared<ChannelState>(std::string(name), opts, limits_of(opts), pubsub::make_epoch(),
+                                             core.loops().size());
+    shard.channels.emplace(ch->name, ch);
+    channel_count.fetch_add(1, std::memory_order_relaxed);
+    return ch;
+  }
+
+  std::shared_ptr<ChannelState> find(std::string_view name) {
+    Shard& shard = shard_of(name);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.channels.find(std::string(name));
+    return it == shard.channels.end() ? nullptr : it->second;
+  }
+
+  // Removes ch when nothing needs it any more: no subscriber, nothing in history.
+  void remove_if_unused(const std::shared_ptr<ChannelState>& ch) {
+    Shard& shard = shard_of(ch->name);
+    std::lock_guard shard_lock(shard.mutex);
+    std::lock_guard lock(ch->mutex);
+    if (ch->dead || ch->subscribers != 0) return;
+    const std::size_t before = ch->history.bytes();
+    ch->history.expire(HistoryClock::now());
+    history_bytes.fetch_sub(static_cast<std::int64_t>(before - ch->history.bytes()), std::memory_order_relaxed);
+    if (ch->history.size() != 0) return;
+    ch->dead = true;
+    shard.channels.erase(ch->name);
+    channel_count.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  // Loop thread `loop_index`: delivers the loop's pending publications of ch
+  // to the loop's members.
+  void drain(ChannelState& ch, unsigned loop_index) {
+    std::vector<ChannelState::Pending> pending;
+    {
+      std::lock_guard lock(ch.mutex);
+      pending.swap(ch.loops[loop_index].inbox);
+    }
+    deliver(ch, loop_index, pending);
+  }
+
+  void deliver(ChannelState& ch, unsigned loop_index, std::vector<ChannelState::Pending>& pending) {
+    if (pending.empty()) return;
+    server::Loop& loop = *core.loops()[loop_index];
+    const std::size_t members = ch.group->sets[loop_index].size();
+    for (auto& p : pending) {
+      if (members != 0) loop.fanout().deliver(*ch.group, p.frame, 0, p.frame->size, 1);
+      p.frame->release();
+    }
+    deliveries.fetch_add(members * pending.size(), std::memory_order_relaxed);
+    pending.clear();
+  }
+
+  // Loop thread: the session leaves ch (its membership already gone or
+  // removed here).
+  void release_subscription(const std::shared_ptr<ChannelState>& ch, unsigned loop_index) {
+    bool unused = false;
+    {
+      std::lock_guard lock(ch->mutex);
+      auto& per_loop = ch->loops[loop_index];
+      if (per_loop.interest > 0 && --per_loop.interest == 0) {
+        for (auto& p : per_loop.inbox) p.frame->release();
+        per_loop.inbox.clear();
+      }
+      if (ch->subscribers > 0) --ch->subscribers;
+      unused = ch->subscribers == 0;
+    }
+    subscription_count.fetch_sub(1, std::memory_order_relaxed);
+    if (unused) remove_if_unused(ch);
+  }
+
+  void on_session_closed(Session& session) {
+    const unsigned loop_index = session.loop_index();
+    auto& local = loops[loop_index];
+    auto it = local.sessions.find(&session);
+    if (it == local.sessions.end()) return;
+    auto subs = std::move(it->second);
+    local.sessions.erase(it);
+    for (auto& ch : subs) release_subscription(ch, loop_index);
+  }
+
+  void sweep() {
+    std::vector<std::shared_ptr<ChannelState>> all;
+    for (auto& shard : shards) {
+      std::lock_guard lock(shard.mutex);
+      for (auto& [name, ch] : shard.channels) all.push_back(ch);
+    }
+    const auto now = HistoryClock::now();
+    for (auto& ch : all) {
+      bool unused = false;
+      {
+        std::lock_guard lock(ch->mutex);
+        const std::size_t before = ch->history.bytes();
+        ch->history.expire(now);
+        history_bytes.fetch_sub(static_cast<std::int64_t>(before - ch->history.bytes()), std::memory_order_relaxed);
+        unused = ch->subscribers == 0 && ch->history.size() == 0;
+      }
+      if (unused) remove_if_unused(ch);
+    }
+  }
+
+  void run_sweeper() {
+    std::unique_lock lock(sweep_mutex);
+    while (!stopping.load()) {
+      sweep_cv.wait_for(lock, std::chrono::seconds(1));
+      if (stopping.load()) break;
+      lock.unlock();
+      sweep();
+      lock.lock();
+    }
+  }
+
+  static void subscribe(const std::shared_ptr<Impl>& self, Session& session, std::string_view channel,
+                        std::optional<StreamPosition> since, SubscribeCallback done) {
+    auto* conn = connection_of(session);
+    if (!conn) throw std::invalid_argument("conduit::Channels: not a session of a conduit::Server");
+    const unsigned loop_index = session.loop_index();
+    Impl& impl = *self;
+    server::Loop& loop = *impl.core.loops()[loop_index];
+    if (!loop.on_this_thread()) {
+      loop.post(
+          [self, conn = conn->shared_from_this(), name = std::string(channel), since = std::move(since),
+           done = std::move(done)]() mutable { subscribe(self, *conn, name, std::move(since), std::move(done)); });
+      return;
+    }
+    SubscribeResult result;
+    auto finish = [&] {
+      if (done) done(session, result);
+    };
+    const ChannelOptions opts = impl.options.config.resolve(channel);
+    if (pubsub::validate_channel_name(channel, opts.max_channel_length) != pubsub::ChannelNameError::none) {
+      result.status = SubscribeStatus::invalid_channel;
+      return finish();
+    }
+    if (!session.is_open()) {
+      result.status = SubscribeStatus::not_open;
+      return finish();
+    }
+    auto& subs = impl.loops[loop_index].sessions[&session];
+    for (const auto& ch : subs) {
+      if (ch->name == channel) {
+        result.status = SubscribeStatus::already_subscribed;
+        return finish();
+      }
+    }
+    if (subs.size() >= opts.max_subscriptions_per_connection) {
+      result.status = SubscribeStatus::too_many_subscriptions;
+      if (subs.empty()) impl.loops[loop_index].sessions.erase(&session);
+      return finish();
+    }
+
+    std::shared_ptr<ChannelState> ch;
+    std::vector<ChannelState::Pending> pending;
+    pubsub::RecoveryResult recovery;
+    for (;;) {
+      ch = impl.get_or_create(channel);
+      std::lock_guard lock(ch->mutex);
+      if (ch->dead) continue;
+      pending.swap(ch->loops[loop_index].inbox);
+      const auto now = HistoryClock::now();
+      const std::size_t before = ch->history.bytes();
+      if (since) {
+        recovery = ch->history.recover(since->offset, since->epoch, now);
+      } else {
+        ch->history.expire(now);
+        recovery.position = ch->history.position();
+      }
+      impl.history_bytes.fetch_sub(static_cast<std::int64_t>(before - ch->history.bytes()), std::memory_order_relaxed);
+      ++ch->loops[loop_index].interest;
+      ++ch->subscribers;
+      break;
+    }
+    impl.subscription_count.fetch_add(1, std::memory_order_relaxed);
+    // Publications up to the position just read: to the members already here.
+    impl.deliver(*ch, loop_index, pending);
+    conn->join(ch->group);
+    subs.push_back(ch);
+    result.position = recovery.position;
+    if (since) {
+      result.recovered = recovery.recovered;
+      (recovery.recovered ? impl.recovered : impl.not_recovered).fetch_add(1, std::memory_order_relaxed);
+      result.publications.reserve(recovery.publications.size());
+      for (const auto& e : recovery.publications) result.publications.push_back({e.offset, e.publication});
+    }
+    finish();
+  }
+
+  void append_metrics(std::string& out) const {
+    auto family = [&out](const char* name, const char* type, const char* help) {
+      out += "# HELP ";
+      out += name;
+      out += ' ';
+      out += help;
+      out += "\n# TYPE ";
+      out += name;
+      out += ' ';
+      out += type;
+      out += '\n';
+    };
+    auto sample = [&out](const char* name, const char* labels, std::uint64_t v) {
+      out += name;
+      out += labels;
+      out += ' ';
+      out += std::to_string(v);
+      out += '\n';
+    };
+    family("conduit_channels_active", "gauge", "Channels alive (with subscribers or history)");
+    sample("conduit_channels_active", "", channel_count.load());
+    family("conduit_subscriptions_active", "gauge", "Channel subscriptions held by sessions");
+    sample("conduit_subscriptions_active", "", subscription_count.load());
+    family("conduit_publications_total", "counter", "Publications to channels");
+    sample("conduit_publications_total", "", publications.load());
+    family("conduit_deliveries_total", "counter", "Publications queued to a subscriber");
+    sample("conduit_deliveries_total", "", deliveries.load());
+    family("conduit_history_bytes", "gauge", "Bytes held by channel history");
+    sample("conduit_history_bytes", "", static_cast<std::uint64_t>(std::max<std::int64_t>(0, history_bytes.load())));
+    family("conduit_recoveries_total", "counter", "Subscribes with a position to recover from, by result");
+    sample("conduit_recoveries_total", "{result=\"recovered\"}", recovered.load());
+    sample("conduit_recoveries_total", "{result=\"failed\"}", not_recovered.load());
+  }
+};
+
+Channels::Channels(Server& server, Options options) : impl_(std::make_shared<Impl>(server, std::move(options))) {
+  std::weak_ptr<Impl> weak = impl_;
+  server.add_close_hook([weak](Session& s) {
+    if (auto impl = weak.lock()) impl->on_session_closed(s);
+  });
+  server.add_metrics_source([weak](std::string& out) {
+    if (auto impl = weak.lock()) impl->append_metrics(out);
+  });
+  impl_->sweeper = std::thread([impl = impl_.get()] { impl->run_sweeper(); });
+}
+
+Channels::~Channels() {
+  {
+    std::lock_guard lock(impl_->sweep_mutex);
+    impl_->stopping.store(true);
+  }
+  impl_->sweep_cv.notify_all();
+  if (impl_->sweeper.joinable()) impl_->sweeper.join();
+}
+
+const ChannelConfig& Channels::config() const noexcept { return impl_->options.config; }
+
+void Channels::subscribe(Session& session, std::string_view channel, std::optional<StreamPosition> since,
+                         SubscribeCallback done) {
+  Impl::subscribe(impl_, session, channel, std::move(since), std::move(done));
+}
+
+bool Channels::unsubscribe(Session& session, std::string_view channel) {
+  const unsigned loop_index = session.loop_index();
+  auto& local = impl_->loops[loop_index];
+  auto it = local.sessions.find(&session);
+  if (it == local.sessions.end()) return false;
+  auto& subs = it->second;
+  auto pos = std::find_if(subs.begin(), subs.end(), [&](const auto& ch) { return ch->name == channel; });
+  if (pos == subs.end()) return false;
+  auto ch = std::move(*pos);
+  subs.erase(pos);
+  if (subs.empty()) local.sessions.erase(it);
+  if (auto* conn = connection_of(session)) conn->leave(*ch->group);
+  impl_->release_subscription(ch, loop_index);
+  return true;
+}
+
+std::size_t Channels::subscription_count(const Session& session) const {
+  const auto& local = impl_->loops[session.loop_index()];
+  auto it = local.sessions.find(&session);
+  return it == local.sessions.end() ? 0 : it->second.size();
+}
+
+PublishResult Channels::publish(std::string_view channel, std::string_view data, MessageType type) {
+  Impl& impl = *impl_;
+  PublishResult result;
+  const ChannelOptions opts = impl.options.config.resolve(channel);
+  if (pubsub::validate_channel_name(channel, opts.max_channel_length) != pubsub::ChannelNameError::none) {
+    result.status = PublishStatus::invalid_channel;
+    return result;
+  }
+  if (impl.core.stopped()) {
+    result.status = PublishStatus::unavailable;
+    return result;
+  }
+  const bool v1 = impl.options.format == Format::conduit_v1;
+  if (v1) type = MessageType::Text;
+  auto* here = net::EventLoop::current();
+  int inline_loop = -1;
+  std::shared_ptr<ChannelState> ch;
+  for (;;) {
+    ch = impl.get_or_create(channel);
+    std::unique_lock lock(ch->mutex);
+    if (ch->dead) continue;
+    const std::uint64_t offset = ch->history.next_offset();
+    // The message every subscriber gets, built once: kept by history and
+    // framed once into the buffer every subscriber's queue references.
+    auto message = std::make_shared<std::string>();
+    if (v1) {
+      pubsub::append_push(*message, channel, offset, ch->history.epoch(), data);
+    } else {
+      message->assign(data);
+    }
+    net::FrameBuffer* frame = nullptr;
+    if (ch->subscribers != 0) {
+      frame = net::FrameBuffer::create(wire::unmasked_frame_size(message->size()));
+      frame->size = static_cast<std::uint32_t>(
+          wire::write_unmasked_frame(frame->data(), opcode_of(type), false, message->data(), message->size()));
+    }
+    const std::size_t before = ch->history.bytes();
+    const std::string_view view = *message;
+    ch->history.append(std::move(message), view, HistoryClock::now());
+    impl.history_bytes.fetch_add(static_cast<std::int64_t>(ch->history.bytes()) - static_cast<std::int64_t>(before),
+                                 std::memory_order_relaxed);
+    result.position = ch->history.position();
+    if (frame) {
+      for (unsigned i = 0; i < ch->loops.size(); ++i) {
+        auto& per_loop = ch->loops[i];
+        if (per_loop.interest == 0) continue;
+        frame->add_ref();
+        per_loop.inbox.push_back({offset, frame});
+        server::Loop* loop = impl.core.loops()[i].get();
+        if (loop == here) {
+          inline_loop = static_cast<int>(i);
+        } else if (per_loop.inbox.size() == 1) {
+          loop->post([impl = impl_, ch, i] { impl->drain(*ch, i); });
+        }
+      }
+      frame->release();
+    }
+    break;
+  }
+  impl.publications.fetch_add(1, std::memory_order_relaxed);
+  if (inline_loop >= 0) impl.drain(*ch, static_cast<unsigned>(inline_loop));
+  return result;
+}
+
+HistorySnapshot Channels::history(std::string_view channel, std::size_t limit) {
+  HistorySnapshot snap;
+  const ChannelOptions opts = impl_->options.config.resolve(channel);
+  if (pubsub::validate_channel_name(channel, opts.max_channel_length) != pubsub::ChannelNameError::none) return snap;
+  for (;;) {
+    auto ch = impl_->get_or_create(channel);
+    std::lock_guard lock(ch->mutex);
+    if (ch->dead) continue;
+    const std::size_t before = ch->history.bytes();
+    auto entries = ch->history.newest(limit, HistoryClock::now());
+    impl_->history_bytes.fetch_sub(static_cast<std::int64_t>(before - ch->history.bytes()), std::memory_order_relaxed);
+    snap.position = ch->history.position();
+    for (auto& e : entries) {
+      snap.publications.push_back({e.offset, e.publication});
+      snap.keep.push_back(std::move(e.buffer));
+    }
+    break;
+  }
+  return snap;
+}
+
+std::vector<ChannelInfo> Channels::list() const {
+  std::vector<ChannelInfo> out;
+  for (auto& shard : impl_->shards) {
+    std::lock_guard lock(shard.mutex);
+    for (auto& [name, ch] : shard.channels) {
+      const std::size_t n = ch->group->members.load(std::memory_order_relaxed);
+      if (n != 0) out.push_back({name, n});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const ChannelInfo& a, const ChannelInfo& b) { return a.channel < b.channel; });
+  return out;
+}
+
+ChannelStats Channels::stats() const {
+  const Impl& i = *impl_;
+  ChannelStats s;
+  s.channels = i.channel_count.load();
+  s.subscriptions = i.subscription_count.load();
+  s.publications_total = i.publications.load();
+  s.deliveries_total = i.deliveries.load();
+  s.history_bytes = static_cast<std::uint64_t>(std::max<std::int64_t>(0, i.history_bytes.load()));
+  s.recoveries_recovered_total = i.recovered.load();
+  s.recoveries_failed_total = i.not_recovered.load();
+  return s;
+}
+
+}  // namespace conduit

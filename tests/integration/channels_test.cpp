@@ -1,0 +1,191 @@
+// Channels and the conduit.v1 service in process, with real sockets on
+// 127.0.0.1 and several loops: delivery across loops in offset order, exact
+// recovery while publications keep coming, and the service's auth.
+// Label mt: several loops and a publishing thread, so the TSan stage runs it.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <memory>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "conduit/pubsub.hpp"
+#include "conduit/server.hpp"
+#include "raw_client.hpp"
+
+using namespace std::chrono_literals;
+using conduit_test::http_exchange;
+using conduit_test::RawClient;
+using conduit_test::test_options;
+
+namespace {
+
+// A conduit.v1 server on two loops.
+struct Service {
+  explicit Service(conduit::ChannelServiceOptions opts = {}, unsigned loops = 2) {
+    conduit::ServerHandlers h;
+    h.on_upgrade = [this](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
+    h.on_open = [this](conduit::Session& s) { service->on_open(s); };
+    h.on_message = [this](conduit::Session& s, std::string_view d, conduit::MessageType t) {
+      service->on_message(s, d, t);
+    };
+    server = std::make_unique<conduit::Server>(test_options(loops), h);
+    service = std::make_unique<conduit::ChannelService>(*server, std::move(opts));
+    server->start();
+  }
+  ~Service() {
+    server->stop();
+    server->wait();
+  }
+  std::unique_ptr<conduit::Server> server;
+  std::unique_ptr<conduit::ChannelService> service;
+};
+
+std::uint64_t number_after(const std::string& text, const std::string& key) {
+  const auto pos = text.find("\"" + key + "\":");
+  if (pos == std::string::npos) return 0;
+  return std::stoull(text.substr(pos + key.size() + 3));
+}
+
+std::string string_after(const std::string& text, const std::string& key) {
+  const auto pos = text.find("\"" + key + "\":\"");
+  if (pos == std::string::npos) return {};
+  const auto start = pos + key.size() + 4;
+  return text.substr(start, text.find('"', start) - start);
+}
+
+// Reads frames until the reply to `id`; pushes seen on the way go to `pushes`.
+std::string reply_to(RawClient& c, std::uint64_t id, std::vector<std::string>* pushes = nullptr) {
+  const std::string prefix = "{\"id\":" + std::to_string(id) + ",";
+  for (;;) {
+    auto f = c.next_data_or_close();
+    if (f.op == conduit::wire::Opcode::Close) throw std::runtime_error("closed: " + f.payload);
+    if (f.payload.rfind(prefix, 0) == 0) return f.payload;
+    if (pushes) pushes->push_back(f.payload);
+  }
+}
+
+TEST(Channels, PublicationsReachEverySubscriberOnEveryLoopInOffsetOrder) {
+  Service svc;
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 4; ++i) {  // round robin: two per loop
+    clients.push_back(std::make_unique<RawClient>(svc.server->port(), "/", std::vector<std::string>{"conduit.v1"}));
+    ASSERT_NE(clients.back()->response().find("Sec-WebSocket-Protocol: conduit.v1"), std::string::npos);
+    clients.back()->send_text(R"({"id":1,"subscribe":{"channel":"news"}})");
+    auto r = reply_to(*clients.back(), 1);
+    EXPECT_EQ(number_after(r, "offset"), 0u) << r;
+  }
+  constexpr int n = 200;
+  std::thread publisher([&] {
+    for (int i = 0; i < n; ++i) svc.service->channels().publish("news", std::to_string(i));
+  });
+  publisher.join();
+  for (auto& c : clients) {
+    for (int i = 0; i < n; ++i) {
+      auto f = c->next_data_or_close();
+      ASSERT_EQ(number_after(f.payload, "offset"), static_cast<std::uint64_t>(i + 1)) << f.payload;
+      ASSERT_NE(f.payload.find("\"data\":" + std::to_string(i) + "}}"), std::string::npos) << f.payload;
+    }
+  }
+  EXPECT_EQ(svc.service->channels().stats().publications_total, static_cast<std::uint64_t>(n));
+  EXPECT_EQ(svc.service->channels().stats().subscriptions, 4u);
+}
+
+// The race the channel lock closes: a client that re-subscribes with `since`
+// while publications keep coming sees every offset once, in order.
+TEST(Channels, RecoveryWhilePublishingHasNoGapAndNoDuplicate) {
+  conduit::ChannelServiceOptions opts;
+  opts.channels.defaults.history_size = 100000;
+  Service svc(opts);
+  // The publisher keeps publishing (paced, so that subscribes land between
+  // publications) until every client has re-subscribed `rounds` times; the
+  // clients then read up to the final offset.
+  constexpr int clients = 6;
+  constexpr int rounds = 25;
+  std::atomic<int> resubscribes{0};
+  std::atomic<std::uint64_t> total{~std::uint64_t{0}};
+  std::thread publisher([&] {
+    std::uint64_t i = 0;
+    while (resubscribes.load() < clients * rounds && i < 500000) {
+      ++i;
+      svc.service->channels().publish("feed", "{\"n\":" + std::to_string(i) + "}");
+      if (i % 8 == 0) std::this_thread::sleep_for(50us);  // pacing, not a wait
+    }
+    // The last publication comes after `total` is known, so that a client
+    // waiting for one more publication always gets it.
+    total.store(i + 1);
+    svc.service->channels().publish("feed", "\"end\"");
+  });
+  std::vector<std::thread> readers;
+  std::vector<std::string> failures(clients);
+  for (int c = 0; c < clients; ++c) {
+    readers.emplace_back([&, c] {
+      std::mt19937 rng(static_cast<unsigned>(c) + 7);
+      std::uint64_t last = 0;
+      std::string epoch;
+      try {
+        while (last < total.load()) {
+          RawClient client(svc.server->port());
+          std::string req = R"({"id":1,"subscribe":{"channel":"feed")";
+          if (!epoch.empty()) {
+            req += R"(,"since":{"offset":)" + std::to_string(last) + R"(,"epoch":")" + epoch + "\"}";
+          }
+          client.send_text(req + "}}");
+          std::vector<std::string> seen;
+          auto r = reply_to(client, 1);
+          if (!epoch.empty()) resubscribes.fetch_add(1);
+          if (epoch.empty()) {
+            epoch = string_after(r, "epoch");
+            last = number_after(r, "offset");
+          } else {
+            if (r.find("\"recovered\":true") == std::string::npos) throw std::runtime_error("not recovered: " + r);
+            // Recovered publications first, inside the result.
+            std::size_t at = 0;
+            while ((at = r.find("\"offset\":", at + 1)) != std::string::npos) {
+              if (at < r.find("\"publications\"")) continue;  // the result's own position
+              const auto off = std::stoull(r.substr(at + 9));
+              if (off != last + 1)
+                throw std::runtime_error("recovered offset " + std::to_string(off) + " after " + std::to_string(last));
+              last = off;
+            }
+          }
+          // Then live pushes, for a random while.
+          const int take = std::uniform_int_distribution<int>(1, 200)(rng);
+          for (int i = 0; i < take && last < total.load(); ++i) {
+            auto f = client.next_data_or_close();
+            const auto off = number_after(f.payload, "offset");
+            if (off != last + 1) {
+              throw std::runtime_error("live offset " + std::to_string(off) + " after " + std::to_string(last));
+            }
+            last = off;
+          }
+        }
+      } catch (const std::exception& e) {
+        failures[c] = e.what();
+      }
+    });
+  }
+  for (auto& t : readers) t.join();
+  publisher.join();
+  for (int c = 0; c < clients; ++c) EXPECT_EQ(failures[c], "") << "client " << c;
+  EXPECT_GT(svc.service->channels().stats().recoveries_recovered_total, 0u);
+}
+
+TEST(Channels, AuthRefusesAMissingTokenWith401CountedByReason) {
+  conduit::ChannelServiceOptions opts;
+  opts.jwt_secret = "s3cret";
+  Service svc(opts);
+  auto resp = http_exchange(svc.server->port(),
+                            {"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"});
+  EXPECT_EQ(resp.rfind("HTTP/1.1 401", 0), 0u) << resp;
+  EXPECT_NE(resp.find("token missing"), std::string::npos) << resp;
+  EXPECT_NE(svc.server->metrics_text().find("conduit_handshake_failures_total{reason=\"auth_missing\"} 1"),
+            std::string::npos)
+      << svc.server->metrics_text();
+}
+
+}  // namespace
