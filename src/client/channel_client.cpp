@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "client/json_check.hpp"
+
 namespace conduit {
 
 const char* to_string(RecoveryFailure reason) noexcept {
@@ -706,9 +708,7 @@ std::error_code ChannelClient::publish(std::string_view channel, std::string_vie
   {
     // A request whose data is not JSON would make the whole frame invalid
     // JSON, which the server answers without an id: refuse it here.
-    simdjson::dom::parser validator;
-    simdjson::dom::element ignored;
-    if (validator.parse(json_data.data(), json_data.size()).get(ignored)) {
+    if (!client_detail::is_json_value(json_data)) {
       return make_error_code(ChannelClientError::invalid_json);
     }
   }

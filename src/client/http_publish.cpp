@@ -14,6 +14,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include "client/json_check.hpp"
 #include "client/url.hpp"
 #include "conduit/channel_client.hpp"
 
@@ -111,9 +112,7 @@ HttpPublishResult publish_http(std::string_view url_text, std::string_view chann
     return r;
   }
   {
-    simdjson::dom::parser validator;
-    simdjson::dom::element ignored;
-    if (validator.parse(json_data.data(), json_data.size()).get(ignored)) {
+    if (!client_detail::is_json_value(json_data)) {
       r.transport_error = make_error_code(ChannelClientError::invalid_json);
       r.detail = r.transport_error.message();
       return r;
