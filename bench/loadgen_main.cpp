@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   fanout_cmd->add_option("--size,-s", fanout.size, "payload bytes per message (>= 16)")->capture_default_str();
   fanout_cmd->add_option("--messages,-m", fanout.messages, "messages published")->capture_default_str();
   fanout_cmd->add_option("--timeout", fanout_timeout, "seconds allowed for the run")->capture_default_str();
+  fanout_cmd->add_option("--channel", fanout.channel,
+                         "conduit.v1 server: subscribe to and publish into this channel (size >= 32)");
 
   IdleLoadOptions idle;
   double hold = 0;

@@ -151,7 +151,9 @@ ISSUE5 = {
              (10000, 0): 126e3},
 }
 SERVER_NAMES = {"conduit": "conduit", "beast": "Beast", "uws": "uWebSockets", "node": "Node ws",
-                "floor": "send floor"}
+                "floor": "send floor",
+                "channel": "conduit channel (conduit.v1, history on)",
+                "channel-nohist": "conduit channel (conduit.v1, history off)"}
 
 
 def fmt_short(v):
@@ -177,7 +179,8 @@ def fanout_report(runs):
     out = []
     rs_all = [r for r in runs if r["scenario"] in ("fanout", "send-floor")]
     columns = sorted({(r["subscribers_requested"], r["window"]) for r in rs_all}, key=lambda c: (c[0], c[1] == 0, c[1]))
-    servers = [s for s in ("conduit", "beast", "uws", "node", "floor") if any(r["server"] == s for r in rs_all)]
+    servers = [s for s in ("conduit", "channel", "channel-nohist", "beast", "uws", "node", "floor")
+               if any(r["server"] == s for r in rs_all)]
 
     def label(c):
         return f"N={c[0]}, " + ("no wait" if c[1] == 0 else f"W={c[1]}")
@@ -211,6 +214,16 @@ def fanout_report(runs):
         if base in servers:
             out.append(f"| ratio conduit/{SERVER_NAMES[base]} | " +
                        " | ".join(fmt_ratio(med[("conduit", c)], med[(base, c)]) for c in columns) + " |")
+    # The channel path against raw broadcast on the same server: what the
+    # conduit.v1 push (JSON framing, about 75 more bytes per delivery) and
+    # history cost per message.
+    for ch in ("channel", "channel-nohist"):
+        if ch in servers and "conduit" in servers:
+            out.append(f"| ratio {SERVER_NAMES[ch]}/broadcast | " +
+                       " | ".join(fmt_ratio(med[(ch, c)], med[("conduit", c)]) for c in columns) + " |")
+    if "channel" in servers and "channel-nohist" in servers:
+        out.append("| ratio history on/history off | " +
+                   " | ".join(fmt_ratio(med[("channel", c)], med[("channel-nohist", c)]) for c in columns) + " |")
     out.append("")
     out.append("Reference figures (measured on another machine of this kind, uWebSockets included) and how this machine compares:")
     out.append("")

@@ -95,6 +95,7 @@ struct BenchFlags {
   std::size_t fanout_size = 64;
   std::string fanout_timeout = "120s";
   unsigned processes = 0;
+  std::string channel;
 };
 
 // The path of this executable, for the fanout worker processes.
@@ -144,6 +145,9 @@ std::function<int()> add_bench_commands(CLI::App& app) {
   fanout->add_option("--threads", flags->threads, "load generator threads (default 1)");
   fanout->add_option("--server-pid", flags->server_pid,
                      "report this process's CPU seconds and deliveries per CPU-second");
+  fanout->add_option("--channel", flags->channel,
+                     "the server speaks conduit.v1 (conduitd --mode pubsub): subscribe to this channel and publish "
+                     "into it (size at least 32)");
   fanout->add_option("--processes", flags->processes,
                      "spread the subscribers over this many worker processes; 0 = only when they need more file "
                      "descriptors than one process may open (default 0)");
@@ -184,6 +188,7 @@ std::function<int()> add_bench_commands(CLI::App& app) {
       o.messages = flags->messages;
       o.size = flags->fanout_size;
       o.processes = flags->processes;
+      o.channel = flags->channel;
       o.worker_command = {self_executable(), "bench", "fanout-worker"};
       auto timeout = parse_duration(flags->fanout_timeout);
       if (!timeout) {

@@ -22,7 +22,9 @@
 // Threads. publish(), history() and list() may be called from any thread.
 // subscribe() and unsubscribe() run on the session's loop (called from
 // another thread, they are posted there and the callback runs there).
-// A session leaves every channel when it closes.
+// A session leaves every channel when it closes. An unsubscribe is immediate:
+// publications still on their way to the session's loop when it runs (made
+// on another thread just before) are not delivered to it.
 #pragma once
 #include <chrono>
 #include <cstddef>

@@ -14,6 +14,23 @@ namespace conduit::load {
 namespace {
 
 char fanout_pattern_byte(std::size_t i) { return static_cast<char>((i * 13 + 5) & 0xFF); }
+// Channel mode: printable and never needing a JSON escape.
+char channel_pattern_byte(std::size_t i) { return static_cast<char>('a' + (i * 13 + 5) % 26); }
+
+void put_hex(char* out, std::uint64_t v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = digits[v & 0xF];
+}
+
+bool read_hex(std::string_view in, std::uint64_t& v) {
+  v = 0;
+  for (char c : in) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | static_cast<std::uint64_t>(d);
+  }
+  return true;
+}
 
 // Processes to spread the subscribers over (1 = all in this process).
 unsigned fanout_processes(const FanoutLoadOptions& options) {
@@ -44,7 +61,18 @@ FanoutWorker::FanoutWorker(unsigned index, const Target& target, const FanoutLoa
       options_(options),
       shared_(shared),
       pattern_(options.size, '\0') {
-  for (std::size_t i = kFanoutHeader; i < pattern_.size(); ++i) pattern_[i] = fanout_pattern_byte(i);
+  if (options.channel.empty()) {
+    for (std::size_t i = kFanoutHeader; i < pattern_.size(); ++i) pattern_[i] = fanout_pattern_byte(i);
+  } else {
+    for (std::size_t i = kChannelHeader; i < pattern_.size(); ++i) pattern_[i] = channel_pattern_byte(i);
+  }
+}
+
+void FanoutWorker::on_open(Connection& c) {
+  // Channel mode: a subscriber is set up once its subscription is.
+  if (options_.channel.empty() || &c == publisher_) return Worker::on_open(c);
+  c.queue(wire::Opcode::Text, R"({"id":1,"subscribe":{"channel":")" + options_.channel + "\"}}");
+  c.flush();
 }
 
 void FanoutWorker::start_publishing() {
@@ -83,6 +111,10 @@ void FanoutWorker::on_message(Connection& c, wire::Opcode, std::uint8_t* data, s
     return;
   }
   const std::uint64_t now = now_ns();
+  if (!options_.channel.empty()) {
+    on_channel_message(c, std::string_view(reinterpret_cast<const char*>(data), len), now);
+    return;
+  }
   if (len < kFanoutHeader || len != options_.size ||
       std::memcmp(data + kFanoutHeader, pattern_.data() + kFanoutHeader, len - kFanoutHeader) != 0) {
     ++corrupt;
@@ -92,6 +124,37 @@ void FanoutWorker::on_message(Connection& c, wire::Opcode, std::uint8_t* data, s
   std::uint64_t seq, sent;
   std::memcpy(&seq, data, 8);
   std::memcpy(&sent, data + 8, 8);
+  delivered(c, seq, sent, now);
+}
+
+void FanoutWorker::on_channel_message(Connection& c, std::string_view text, std::uint64_t now) {
+  if (text.starts_with(R"({"id":1,"result":)")) {
+    if (!c.subscribed) {
+      c.subscribed = true;
+      Worker::on_open(c);
+    }
+    return;
+  }
+  constexpr std::string_view data_key = R"("data":")";
+  const auto at = text.find(data_key);
+  if (!text.starts_with(R"({"push":)") || at == std::string_view::npos ||
+      text.size() != at + data_key.size() + options_.size + 3 || !text.ends_with(R"("}})")) {
+    ++corrupt;
+    errors.inc();
+    return;
+  }
+  const std::string_view payload = text.substr(at + data_key.size(), options_.size);
+  std::uint64_t seq, sent;
+  if (!read_hex(payload.substr(0, 16), seq) || !read_hex(payload.substr(16, 16), sent) ||
+      payload.substr(kChannelHeader) != std::string_view(pattern_).substr(kChannelHeader)) {
+    ++corrupt;
+    errors.inc();
+    return;
+  }
+  delivered(c, seq, sent, now);
+}
+
+void FanoutWorker::delivered(Connection& c, std::uint64_t seq, std::uint64_t sent, std::uint64_t now) {
   if (seq >= options_.messages) {
     ++corrupt;
     errors.inc();
@@ -157,9 +220,18 @@ void FanoutWorker::publish() {
                         : shared_.received[next_seq_ - options_.window].load() < alive))
       break;
     const std::uint64_t now = now_ns();
-    std::memcpy(pattern_.data(), &next_seq_, 8);
-    std::memcpy(pattern_.data() + 8, &now, 8);
-    publisher_->queue(wire::Opcode::Binary, pattern_);
+    if (options_.channel.empty()) {
+      std::memcpy(pattern_.data(), &next_seq_, 8);
+      std::memcpy(pattern_.data() + 8, &now, 8);
+      publisher_->queue(wire::Opcode::Binary, pattern_);
+    } else {
+      put_hex(pattern_.data(), next_seq_);
+      put_hex(pattern_.data() + 16, now);
+      request_.clear();
+      fmt::format_to(std::back_inserter(request_), R"({{"id":{},"publish":{{"channel":"{}","data":"{}"}}}})",
+                     next_seq_ + 1, options_.channel, pattern_);
+      publisher_->queue(wire::Opcode::Text, request_);
+    }
     ++next_seq_;
     ++published;
     publisher_next_.store(next_seq_);
@@ -201,6 +273,12 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
   if (options.subscribers == 0 || options.threads == 0 || options.size < kFanoutHeader || options.messages == 0) {
     report.error = LoadError::BadOptions;
     report.error_detail = "subscribers, threads and messages must be at least 1 and size at least 16 bytes";
+    return report;
+  }
+  if (!options.channel.empty() &&
+      (options.size < kChannelHeader || options.channel.find_first_of("\"\\ \t") != std::string::npos)) {
+    report.error = LoadError::BadOptions;
+    report.error_detail = "a channel run needs size at least 32 bytes and a channel name without quotes or spaces";
     return report;
   }
   if (const unsigned processes = fanout_processes(options); processes > 1)

@@ -15,6 +15,9 @@
 namespace conduit::load {
 
 constexpr std::size_t kFanoutHeader = 16;
+// conduit.v1 channel mode: the data string starts with the sequence number
+// and the publish time as 16 hex digits each.
+constexpr std::size_t kChannelHeader = 32;
 // Descriptors kept free in a process of a multi-process fanout run (publisher,
 // stdio, pipes, epoll, /proc reads).
 constexpr std::uint64_t kFanoutProcessMargin = 64;
@@ -73,6 +76,7 @@ class FanoutWorker final : public Worker {
   std::uint64_t published = 0;
 
  protected:
+  void on_open(Connection& c) override;
   void on_message(Connection& c, wire::Opcode, std::uint8_t* data, std::size_t len) override;
   void on_drained(Connection& c) override {
     if (&c == publisher_) publish();
@@ -82,12 +86,17 @@ class FanoutWorker final : public Worker {
  private:
   void publish();
   void window_moved();
+  // A verified delivery of message seq published at sent_ns.
+  void delivered(Connection& c, std::uint64_t seq, std::uint64_t sent_ns, std::uint64_t now);
+  // Channel mode: the subscribe reply or a push.
+  void on_channel_message(Connection& c, std::string_view text, std::uint64_t now);
   std::uint64_t publisher_next_hint() const noexcept { return publisher_worker_->publisher_next_.load(); }
   void subscriber_finished(Connection& c);
 
   const FanoutLoadOptions& options_;
   FanoutShared& shared_;
   std::string pattern_;  // the publisher's payload buffer; the reference pattern for subscribers
+  std::string request_;  // channel mode: the publisher's publish request being built
   Connection* publisher_ = nullptr;
   FanoutWorker* publisher_worker_ = nullptr;
   LatencyHistogram histogram_;

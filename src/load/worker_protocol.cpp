@@ -65,9 +65,9 @@ bool LineReader::poll_read(int timeout_ms) {
 }
 
 std::string format_config(const FanoutLoadOptions& o, unsigned share, unsigned concurrency) {
-  return fmt::format("config {} {} {} {} {} {} {} {} {} {}\t{}\n", share, o.size, o.messages, o.window, o.threads,
+  return fmt::format("config {} {} {} {} {} {} {} {} {} {}\t{}\t{}\n", share, o.size, o.messages, o.window, o.threads,
                      o.timeout.count(), o.connect_timeout.count(), concurrency, o.insecure ? 1 : 0, o.url,
-                     one_line(o.ca_file));
+                     one_line(o.ca_file), one_line(o.channel));
 }
 
 bool parse_config(const std::string& line, FanoutLoadOptions& o) {
@@ -82,8 +82,11 @@ bool parse_config(const std::string& line, FanoutLoadOptions& o) {
   const std::string rest = rest_of(in);
   const std::size_t tab = rest.find('\t');
   if (tab == std::string::npos) return false;
+  const std::size_t tab2 = rest.find('\t', tab + 1);
+  if (tab2 == std::string::npos) return false;
   o.url = rest.substr(0, tab);
-  o.ca_file = rest.substr(tab + 1);
+  o.ca_file = rest.substr(tab + 1, tab2 - tab - 1);
+  o.channel = rest.substr(tab2 + 1);
   o.insecure = insecure != 0;
   o.timeout = Milliseconds(timeout_ms);
   o.connect_timeout = Milliseconds(connect_ms);

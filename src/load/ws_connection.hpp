@@ -153,6 +153,7 @@ class Connection {
   std::vector<std::uint64_t> sent_at;  // echo: send time of in-flight messages, ring of `pipeline`
   std::string payload;                 // echo: payload buffer (pattern after the 8-byte header)
   bool subscriber_done = false;        // fanout
+  bool subscribed = false;             // fanout, channel mode: the subscribe reply came
   bool was_open = false;               // the upgrade succeeded at some point
 };
 

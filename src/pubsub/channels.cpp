@@ -44,6 +44,14 @@ using pubsub::HistoryClock;
 namespace {
 
 constexpr std::size_t shard_count = 64;
+// A channel's frame batch buffer (see ChannelState::batch).
+constexpr std::size_t batch_buffer_bytes = 16 * 1024;
+
+// Lookups by string_view without building a std::string.
+struct NameHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
 
 server::Connection* connection_of(Session& s) { return dynamic_cast<server::Connection*>(&s); }
 
@@ -63,7 +71,7 @@ struct Channels::Impl {
 
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<std::string, std::shared_ptr<ChannelState>> channels;
+    std::unordered_map<std::string, std::shared_ptr<ChannelState>, NameHash, std::equal_to<>> channels;
   };
   std::array<Shard, shard_count> shards;
 
@@ -93,7 +101,7 @@ struct Channels::Impl {
   std::shared_ptr<ChannelState> get_or_create(std::string_view name) {
     Shard& shard = shard_of(name);
     std::lock_guard lock(shard.mutex);
-    auto it = shard.channels.find(std::string(name));
+    auto it = shard.channels.find(name);
     if (it != shard.channels.end()) return it->second;
     const ChannelOptions opts = options.config.resolve(name);
     auto ch = std::make_shared<ChannelState>(std::string(name), opts, limits_of(opts), pubsub::make_epoch(),
@@ -106,7 +114,7 @@ struct Channels::Impl {
   std::shared_ptr<ChannelState> find(std::string_view name) {
     Shard& shard = shard_of(name);
     std::lock_guard lock(shard.mutex);
-    auto it = shard.channels.find(std::string(name));
+    auto it = shard.channels.find(name);
     return it == shard.channels.end() ? nullptr : it->second;
   }
 
@@ -140,11 +148,13 @@ struct Channels::Impl {
     if (pending.empty()) return;
     server::Loop& loop = *core.loops()[loop_index];
     const std::size_t members = ch.group->sets[loop_index].size();
+    std::uint64_t messages = 0;
     for (auto& p : pending) {
-      if (members != 0) loop.fanout().deliver(*ch.group, p.frame, 0, p.frame->size, 1);
+      if (members != 0) loop.fanout().deliver(*ch.group, p.frame, p.begin, p.end, p.messages);
+      messages += p.messages;
       p.frame->release();
     }
-    deliveries.fetch_add(members * pending.size(), std::memory_order_relaxed);
+    deliveries.fetch_add(members * messages, std::memory_order_relaxed);
     pending.clear();
   }
 
@@ -397,10 +407,18 @@ PublishResult Channels::publish(std::string_view channel, std::string_view data,
       message->assign(data);
     }
     net::FrameBuffer* frame = nullptr;
+    std::uint32_t begin = 0, end = 0;
     if (ch->subscribers != 0) {
-      frame = net::FrameBuffer::create(wire::unmasked_frame_size(message->size()));
-      frame->size = static_cast<std::uint32_t>(
-          wire::write_unmasked_frame(frame->data(), opcode_of(type), false, message->data(), message->size()));
+      const std::size_t total = wire::unmasked_frame_size(message->size());
+      if (!ch->batch || ch->batch->room() < total) {
+        if (ch->batch) ch->batch->release();
+        ch->batch = net::FrameBuffer::create(std::max(total, batch_buffer_bytes));
+      }
+      frame = ch->batch;
+      begin = frame->size;
+      frame->size += static_cast<std::uint32_t>(
+          wire::write_unmasked_frame(frame->data() + begin, opcode_of(type), false, message->data(), message->size()));
+      end = frame->size;
     }
     const std::size_t before = ch->history.bytes();
     const std::string_view view = *message;
@@ -412,16 +430,22 @@ PublishResult Channels::publish(std::string_view channel, std::string_view data,
       for (unsigned i = 0; i < ch->loops.size(); ++i) {
         auto& per_loop = ch->loops[i];
         if (per_loop.interest == 0) continue;
-        frame->add_ref();
-        per_loop.inbox.push_back({offset, frame});
+        auto& inbox = per_loop.inbox;
+        const bool was_empty = inbox.empty();
+        if (!inbox.empty() && inbox.back().frame == frame && inbox.back().end == begin) {
+          inbox.back().end = end;  // the same run: one node per subscriber
+          ++inbox.back().messages;
+        } else {
+          frame->add_ref();
+          inbox.push_back({frame, begin, end, 1});
+        }
         server::Loop* loop = impl.core.loops()[i].get();
         if (loop == here) {
           inline_loop = static_cast<int>(i);
-        } else if (per_loop.inbox.size() == 1) {
+        } else if (was_empty) {
           loop->post([impl = impl_, ch, i] { impl->drain(*ch, i); });
         }
       }
-      frame->release();
     }
     break;
   }

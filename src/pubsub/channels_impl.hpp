@@ -25,14 +25,18 @@ struct ChannelState {
     for (auto& l : loops) {
       for (auto& p : l.inbox) p.frame->release();
     }
+    if (batch) batch->release();
   }
   ChannelState(const ChannelState&) = delete;
   ChannelState& operator=(const ChannelState&) = delete;
 
-  // A framed publication on its way to one loop's members (one reference held).
+  // Consecutive framed publications, [begin, end) of frame, on their way to
+  // one loop's members (one reference held).
   struct Pending {
-    std::uint64_t offset;
     net::FrameBuffer* frame;
+    std::uint32_t begin;
+    std::uint32_t end;
+    std::uint32_t messages;
   };
   struct PerLoop {
     std::size_t interest = 0;    // subscriptions on this loop
@@ -49,6 +53,12 @@ struct ChannelState {
   // Members per loop; set i is touched only by loop i's thread.
   std::shared_ptr<server::GroupState> group;
   std::vector<PerLoop> loops;
+  // Publications are framed one after another into this buffer (one
+  // reference held) until it is full, so that a subscriber's queue extends
+  // one node for a run of them instead of adding one node each. Bytes below
+  // its `size` never change once written; publishers append above it under
+  // `mutex`, loops read only ranges handed to them through an inbox.
+  net::FrameBuffer* batch = nullptr;
 };
 
 }  // namespace conduit::pubsub

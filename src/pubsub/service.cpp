@@ -117,7 +117,7 @@ struct ChannelService::Impl {
 
   void reply_error(Session& s, std::optional<std::uint64_t> id, ErrorCode code, std::string_view message) {
     count_error(code);
-    ops::logger().info("event=protocol_error id={} code={} message=\"{}\" request_id={}", s.id(),
+    ops::logger().info("event=request_refused id={} code={} message=\"{}\" request_id={}", s.id(),
                        static_cast<int>(code), message, id ? std::to_string(*id) : std::string("-"));
     std::string out;
     pubsub::append_error(out, id, code, message);
@@ -253,7 +253,7 @@ void ChannelService::on_open(Session& session) {
 void ChannelService::on_message(Session& session, std::string_view data, MessageType type) {
   if (type != MessageType::Text) {
     impl_->count_error(ErrorCode::bad_request);
-    ops::logger().info("event=protocol_error id={} message=\"binary frame\"", session.id());
+    ops::logger().info("event=request_refused id={} code=1003 message=\"binary frame\"", session.id());
     session.close(1003, "conduit.v1 takes text frames only");
     return;
   }

@@ -174,6 +174,80 @@ TEST(Channels, RecoveryWhilePublishingHasNoGapAndNoDuplicate) {
   EXPECT_GT(svc.service->channels().stats().recoveries_recovered_total, 0u);
 }
 
+// The uWebSockets-style use: raw messages, subscriptions made by the
+// application (here on open, by path), history readable from any thread.
+TEST(Channels, RawTopicsSubscribeOnOpenAndKeepHistory) {
+  std::unique_ptr<conduit::Channels> channels;
+  std::atomic<int> subscribed{0};
+  conduit::ServerHandlers h;
+  h.on_open = [&](conduit::Session& s) {
+    channels->subscribe(s, s.path().substr(1), std::nullopt, [&](conduit::Session& session, const auto& r) {
+      EXPECT_EQ(r.status, conduit::SubscribeStatus::ok);
+      EXPECT_EQ(channels->subscription_count(session), 1u);
+      subscribed.fetch_add(1);
+    });
+  };
+  h.on_message = [&](conduit::Session& s, std::string_view d, conduit::MessageType) {
+    if (d == "leave") {
+      EXPECT_TRUE(channels->unsubscribe(s, s.path().substr(1)));
+      EXPECT_FALSE(channels->unsubscribe(s, s.path().substr(1)));
+      s.send("left");
+    } else if (d == "ping?") {
+      s.send("pong");
+    }
+  };
+  conduit::Server server(test_options(2), h);
+  conduit::Channels::Options opts;
+  opts.config.defaults.history_size = 2;
+  channels = std::make_unique<conduit::Channels>(server, opts);
+  server.start();
+  RawClient a(server.port(), "/sports"), b(server.port(), "/sports"), c(server.port(), "/weather");
+  for (int spins = 0; subscribed.load() < 3 && spins < 10000; ++spins) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(subscribed.load(), 3);
+  auto r = channels->publish("sports", std::string("\x01\x02", 2), conduit::MessageType::Binary);
+  ASSERT_EQ(r.status, conduit::PublishStatus::ok);
+  EXPECT_EQ(r.position.offset, 1u);
+  EXPECT_EQ(channels->publish("bad name", "x").status, conduit::PublishStatus::invalid_channel);
+  for (RawClient* cl : {&a, &b}) {
+    auto f = cl->next_data_or_close();
+    EXPECT_EQ(f.op, conduit::wire::Opcode::Binary);
+    EXPECT_EQ(f.payload, std::string("\x01\x02", 2));
+  }
+  channels->publish("weather", "rain");
+  EXPECT_EQ(c.next_data_or_close().payload, "rain");
+  auto list = channels->list();
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[0].channel, "sports");
+  EXPECT_EQ(list[0].subscribers, 2u);
+  // History keeps the newest two.
+  channels->publish("sports", "b");
+  channels->publish("sports", "c");
+  auto snap = channels->history("sports", 10);
+  ASSERT_EQ(snap.publications.size(), 2u);
+  EXPECT_EQ(snap.publications[0].offset, 2u);
+  EXPECT_EQ(snap.publications[1].message, "c");
+  EXPECT_EQ(snap.position.offset, 3u);
+  // Unsubscribed: no more publications. (Read b and c first: a publication
+  // from another thread still on its way when the unsubscribe runs is not
+  // delivered, as with Group.)
+  EXPECT_EQ(a.next_data_or_close().payload, "b");
+  EXPECT_EQ(a.next_data_or_close().payload, "c");
+  a.send_text("leave");
+  EXPECT_EQ(a.next_data_or_close().payload, "left");
+  channels->publish("sports", "d");
+  EXPECT_EQ(b.next_data_or_close().payload, "b");
+  EXPECT_EQ(b.next_data_or_close().payload, "c");
+  EXPECT_EQ(b.next_data_or_close().payload, "d");
+  // a left: its next frame is the answer to this, not "d" (which was
+  // published, and reached b, before this was sent).
+  a.send_text("ping?");
+  EXPECT_EQ(a.next_data_or_close().payload, "pong");
+  EXPECT_EQ(channels->stats().subscriptions, 2u);
+  server.stop();
+  server.wait();
+  EXPECT_EQ(channels->stats().subscriptions, 0u);
+}
+
 TEST(Channels, AuthRefusesAMissingTokenWith401CountedByReason) {
   conduit::ChannelServiceOptions opts;
   opts.jwt_secret = "s3cret";

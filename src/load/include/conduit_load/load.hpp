@@ -106,6 +106,12 @@ struct FanoutLoadOptions : ConnectOptions {
   // connected, report window progress and send their final counts and latency
   // histogram back over their stdout (see run_fanout_worker).
   std::vector<std::string> worker_command;
+  // Non-empty: the server speaks conduit.v1 and this is the channel. Each
+  // subscriber sends {"id":1,"subscribe":{"channel":C}} and counts as set up
+  // once the reply came; the publisher sends publish requests whose `data` is
+  // a JSON string of `size` characters (at least 32: sequence and publish
+  // time in hex, then a fixed pattern), and subscribers check the pushes.
+  std::string channel;
 };
 
 struct IdleLoadOptions : ConnectOptions {
