@@ -194,11 +194,13 @@ class CuttableProxy {
   static void pump(int from, int to) {
     char buf[16384];
     for (;;) {
-      const ssize_t n = read(from, buf, sizeof buf);
+      const ssize_t n = recv(from, buf, sizeof buf, 0);
       if (n <= 0) break;
       ssize_t off = 0;
       while (off < n) {
-        const ssize_t w = write(to, buf + off, static_cast<std::size_t>(n - off));
+        // MSG_NOSIGNAL: a write to a connection the test just cut must fail
+        // with EPIPE, not kill the test with SIGPIPE.
+        const ssize_t w = send(to, buf + off, static_cast<std::size_t>(n - off), MSG_NOSIGNAL);
         if (w <= 0) return;
         off += w;
       }
@@ -514,6 +516,47 @@ TEST(ChannelClientRequests, RefusalsAndLocalChecksAreReported) {
   EXPECT_EQ(r.error->code, 400);
   client.close();
   EXPECT_TRUE(client.wait(10s));
+  EXPECT_EQ(server.stop(), 0);
+}
+
+TEST(ChannelClientRequests, UnsubscribeStopsDeliveryAtOnceAndSubscribingAgainStartsLive) {
+  Conduitd server({});
+  const int port = server.start();
+  ASSERT_GT(port, 0);
+  const std::string url = "ws://127.0.0.1:" + std::to_string(port) + "/";
+  conduit::ChannelClient subscriber(url);
+  conduit::ChannelClient publisher(url);
+  subscriber.start();
+  publisher.start();
+  Delivered got;
+  ASSERT_FALSE(subscriber.subscribe("news", got.handlers()));
+  ASSERT_TRUE(got.wait_for([&] { return got.subscribed.size() == 1; }));
+  ASSERT_FALSE(publish_and_wait(publisher, "news", "1").error);
+  ASSERT_TRUE(got.wait_for([&] { return got.offsets.size() == 1; }));
+
+  // Publication 2 comes after unsubscribe() returned: whether or not the
+  // server still pushes it, it must not be delivered.
+  ASSERT_FALSE(subscriber.unsubscribe("news"));
+  EXPECT_FALSE(subscriber.position("news"));
+  ASSERT_FALSE(publish_and_wait(publisher, "news", "2").error);
+  ASSERT_FALSE(subscriber.subscribe("news", got.handlers()));
+  ASSERT_TRUE(got.wait_for([&] { return got.subscribed.size() == 2; }));
+  ASSERT_FALSE(publish_and_wait(publisher, "news", "3").error);
+  ASSERT_TRUE(got.wait_for([&] { return got.offsets.size() == 2; }));
+  {
+    std::lock_guard lock(got.mu);
+    EXPECT_EQ(got.subscribed[1].position.offset, 2u);
+    EXPECT_FALSE(got.subscribed[1].resubscribe);
+    EXPECT_EQ(got.offsets, (std::vector<std::uint64_t>{1, 3}));
+    EXPECT_EQ(got.data, (std::vector<std::string>{"1", "3"}));
+  }
+  auto position = subscriber.position("news");
+  ASSERT_TRUE(position);
+  EXPECT_EQ(position->offset, 3u);
+  subscriber.close();
+  publisher.close();
+  EXPECT_TRUE(subscriber.wait(10s));
+  EXPECT_TRUE(publisher.wait(10s));
   EXPECT_EQ(server.stop(), 0);
 }
 
