@@ -1,6 +1,7 @@
-// conduitd: the Conduit daemon (echo, broadcast or per-path relay).
+// conduitd: the Conduit daemon: channels over conduit.v1 (pubsub, the
+// default), echo, broadcast or per-path relay.
 //
-//   conduitd [--config FILE] [--listen HOST:PORT] [--mode echo|broadcast|relay] [--set key=value]...
+//   conduitd [--config FILE] [--listen HOST:PORT] [--mode pubsub|echo|broadcast|relay] [--set key=value]...
 //            [--check | --print-config]
 //
 // Exit status: 0 after a clean shutdown (or a valid --check), 1 on a runtime
@@ -21,7 +22,9 @@
 #include <vector>
 
 #include "conduit/config.hpp"
+#include "conduit/group.hpp"
 #include "conduit/log.hpp"
+#include "conduit/pubsub.hpp"
 #include "conduit/server.hpp"
 #include "conduit/signals.hpp"
 #include "conduit/version.hpp"
@@ -33,13 +36,16 @@ constexpr const char* kUsage = R"(usage: conduitd [options]
 
   --config FILE         TOML configuration file (keys: docs/configuration.md)
   --listen HOST:PORT    same as --set server.listen=HOST:PORT (default 127.0.0.1:8080; port 0 = any free port)
-  --mode MODE           echo | broadcast | relay (same as --set server.mode=MODE)
+  --mode MODE           pubsub | echo | broadcast | relay (same as --set server.mode=MODE; default pubsub)
+                        pubsub: channels with history and recovery over the conduit.v1 protocol
+                          (docs/protocol.md), an HTTP API under /api/ when api.key is set, JWT auth
+                          when auth.jwt_secret is set;
                         echo: each message back to its sender; broadcast: to every session;
                         relay: to every other session connected to the same path
   --set KEY=VALUE       override any key, e.g. --set heartbeat.ping_interval=10s (repeatable)
   --print-config        print the merged configuration (defaults + file + --set) as TOML and exit
-  --check               validate the configuration (including TLS files) without binding;
-                        exit 0 if valid, 2 with the error naming the key otherwise
+  --check               validate the configuration (including TLS files and auth.jwt_secret_file)
+                        without binding; exit 0 if valid, 2 with the error naming the key otherwise
   --version             print the version (and the git commit it was built from) and exit
   --help                this text
 
@@ -49,41 +55,55 @@ SIGTERM/SIGINT: graceful shutdown (close 1001, drain up to server.shutdown_grace
 Exit status: 0 clean shutdown, 1 runtime failure, 2 configuration error.
 )";
 
-// Relay mode: sessions are grouped by request path (the query is ignored); a
-// message goes to every other open session of the sender's group, in order per
-// sender. The map is only touched on open, close and to copy a group.
-class Rooms {
+// Relay mode: one conduit::Group per request path (the query is ignored). A
+// message is published to the sender's room with the sender left out: framed
+// once and shared by the room's other members, on every loop, in order per
+// sender, with no lock and no copy of the room per message. The map from
+// path to room is only touched when a session opens and when a room's last
+// session is gone; each session holds its room (Session::user_data).
+class RelayRooms {
  public:
+  explicit RelayRooms(conduit::Server& server) : server_(server) {}
+
+  // On the session's loop, from on_open.
   void join(conduit::Session& s) {
-    std::lock_guard lock(mu_);
-    rooms_[room_of(s)].push_back(s.shared());
-  }
-  void leave(conduit::Session& s) {
-    std::lock_guard lock(mu_);
-    auto it = rooms_.find(room_of(s));
-    if (it == rooms_.end()) return;
-    auto& members = it->second;
-    members.erase(std::remove_if(members.begin(), members.end(), [&](const auto& m) { return m.get() == &s; }),
-                  members.end());
-    if (members.empty()) rooms_.erase(it);
-  }
-  void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
-    thread_local std::vector<conduit::SessionPtr> peers;
+    std::string path = s.path().substr(0, s.path().find('?'));
+    std::shared_ptr<Room> room;
     {
       std::lock_guard lock(mu_);
-      auto it = rooms_.find(room_of(from));
-      if (it != rooms_.end()) peers = it->second;
+      std::weak_ptr<Room>& slot = rooms_[path];
+      room = slot.lock();
+      if (!room) {
+        room = std::make_shared<Room>(*this, std::move(path));
+        slot = room;
+      }
     }
-    for (const auto& p : peers) {
-      if (p.get() != &from) p->send(data, type);
-    }
-    peers.clear();
+    room->group.join(s);
+    s.user_data = room;
+  }
+
+  static void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
+    static_cast<Room*>(from.user_data.get())->group.publish(data, type, &from);
   }
 
  private:
-  static std::string room_of(const conduit::Session& s) { return s.path().substr(0, s.path().find('?')); }
+  struct Room {
+    Room(RelayRooms& rooms, std::string path) : owner(rooms), path(std::move(path)), group(rooms.server_) {}
+    // The last session holding the room is gone: forget the path, unless a
+    // new room for it was made meanwhile (then the slot is not expired).
+    ~Room() {
+      std::lock_guard lock(owner.mu_);
+      auto it = owner.rooms_.find(path);
+      if (it != owner.rooms_.end() && it->second.expired()) owner.rooms_.erase(it);
+    }
+    RelayRooms& owner;
+    std::string path;
+    conduit::Group group;
+  };
+
+  conduit::Server& server_;
   std::mutex mu_;
-  std::unordered_map<std::string, std::vector<conduit::SessionPtr>> rooms_;
+  std::unordered_map<std::string, std::weak_ptr<Room>> rooms_;
 };
 
 // Once the configuration is loaded, the daemon's own notices go where the
@@ -179,8 +199,18 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<conduit::Server> server;
   conduit::Server* srv = nullptr;
+  // pubsub: built once the server exists (it adds routes, hooks and metrics
+  // to it), before start(); the handlers forward to it.
+  std::unique_ptr<conduit::ChannelService> service;
+  std::unique_ptr<RelayRooms> relay;  // relay: built once the server exists, before start()
   conduit::ServerHandlers handlers;
-  if (cfg.mode == conduit::ServerMode::Echo) {
+  if (cfg.mode == conduit::ServerMode::Pubsub) {
+    handlers.on_upgrade = [&service](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
+    handlers.on_open = [&service](conduit::Session& s) { service->on_open(s); };
+    handlers.on_message = [&service](conduit::Session& s, std::string_view data, conduit::MessageType type) {
+      service->on_message(s, data, type);
+    };
+  } else if (cfg.mode == conduit::ServerMode::Echo) {
     handlers.on_message = [](conduit::Session& s, std::string_view data, conduit::MessageType type) {
       s.send(data, type);
     };
@@ -189,12 +219,8 @@ int main(int argc, char** argv) {
       srv->broadcast(data, type);
     };
   } else {
-    auto rooms = std::make_shared<Rooms>();
-    handlers.on_open = [rooms](conduit::Session& s) { rooms->join(s); };
-    handlers.on_close = [rooms](conduit::Session& s, std::uint16_t, std::string_view) { rooms->leave(s); };
-    handlers.on_message = [rooms](conduit::Session& s, std::string_view data, conduit::MessageType type) {
-      rooms->relay(s, data, type);
-    };
+    handlers.on_open = [&relay](conduit::Session& s) { relay->join(s); };
+    handlers.on_message = &RelayRooms::relay;
   }
   try {
     server = std::make_unique<conduit::Server>(cfg.server, std::move(handlers));
@@ -221,6 +247,17 @@ int main(int argc, char** argv) {
            name + " received, shutting down (again to exit at once)");
     srv->stop();
   });
+  if (cfg.mode == conduit::ServerMode::Relay) relay = std::make_unique<RelayRooms>(*server);
+  // After the signals are blocked: the service starts a thread of its own
+  // (token expiry), which must inherit the mask like the loops.
+  if (cfg.mode == conduit::ServerMode::Pubsub) {
+    try {
+      service = std::make_unique<conduit::ChannelService>(*server, cfg.pubsub);
+    } catch (const std::exception& e) {
+      notice(conduit::LogLevel::critical, "event=start_failed reason=\"" + quotable(e.what()) + "\"", e.what());
+      return 1;
+    }
+  }
   try {
     server->start();
   } catch (const std::exception& e) {

@@ -15,6 +15,7 @@
 
 #include "conduit/log.hpp"
 #include "conduit/options.hpp"
+#include "conduit/pubsub.hpp"
 
 namespace conduit {
 
@@ -30,13 +31,21 @@ class ConfigError : public std::runtime_error {
   std::string key_;
 };
 
+// pubsub: channels over the conduit.v1 protocol (conduit::ChannelService).
 // echo: every message back to its sender. broadcast: every message to every
 // open session. relay: every message to the other sessions on the same path.
-enum class ServerMode { Echo, Broadcast, Relay };
+enum class ServerMode { Pubsub, Echo, Broadcast, Relay };
 
 struct DaemonConfig {
   ServerOptions server;
-  ServerMode mode = ServerMode::Echo;
+  ServerMode mode = ServerMode::Pubsub;
+  // [channels] (with its namespaces), [api], [auth] and limits.publish_rate:
+  // what --mode pubsub hands to conduit::ChannelService. With
+  // auth.jwt_secret_file set, pubsub.jwt_secret holds the file's content.
+  ChannelServiceOptions pubsub;
+  // auth.jwt_secret_file as configured ("" = none); kept so that to_toml
+  // prints the path rather than the secret read from it.
+  std::string jwt_secret_file;
   LogLevel log_level = LogLevel::info;
   LogFormat log_format = LogFormat::text;
 };

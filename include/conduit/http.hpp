@@ -9,14 +9,20 @@
 // Refusals, in the order they are checked (the body of each is one line):
 //   404  no route matches the path
 //   405  a route matches the path but not the method (Allow lists the methods)
+//        (never for a route whose method is "*": it takes every method)
+//   ---  the route's check_head, if any, may answer here (its own response)
 //   411  the request has a body without Content-Length (chunked is not accepted)
-//   413  Content-Length is above ServerOptions::max_http_body_bytes (sent
-//        without reading the body)
+//   413  Content-Length is above the route's max_body_bytes, or when that is
+//        0 ServerOptions::max_http_body_bytes (sent without reading the body)
 //   500  the handler threw
 // Every refusal is counted in conduit_handshake_failures_total{reason} and
-// logged; docs/errors.md lists them.
+// logged; docs/errors.md lists them. (What check_head and the handler answer
+// is the route's own business: they count and log their refusals.)
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -25,10 +31,11 @@
 namespace conduit {
 
 struct HttpRequest {
-  std::string_view method;  // as sent, e.g. "GET"
-  std::string_view path;    // target without the query
-  std::string_view query;   // after '?', may be empty
-  std::string_view body;    // the whole body (at most max_http_body_bytes)
+  std::string_view method;           // as sent, e.g. "GET"
+  std::string_view path;             // target without the query
+  std::string_view query;            // after '?', may be empty
+  std::string_view body;             // the whole body (at most max_http_body_bytes); empty in check_head
+  std::uint64_t content_length = 0;  // Content-Length (0 when absent), also in check_head
   std::string_view remote_address;
   std::function<std::string_view(std::string_view name)> header;  // case-insensitive; "" when absent
 };
@@ -46,6 +53,14 @@ struct HttpResponse {
 // blocking I/O); hand long work to another thread.
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// Runs on the request head, before the body is read (HttpRequest::body is
+// empty, content_length says how long it is): a response answers the request
+// without reading the body; nullopt lets it go on to the size checks and the
+// handler. Same thread and rules as HttpHandler. What it is for: refusing an
+// unauthorised caller (401) before the size of its body is judged (413), so
+// that a caller without credentials learns nothing about the limits.
+using HttpHeadCheck = std::function<std::optional<HttpResponse>(const HttpRequest&)>;
+
 enum class PathMatch : unsigned char {
   Exact,   // the path equals HttpRoute::path
   Prefix,  // the path starts with HttpRoute::path (e.g. "/api/")
@@ -54,11 +69,17 @@ enum class PathMatch : unsigned char {
 struct HttpRoute {
   // "GET", "POST", ... (exact, case-sensitive as HTTP says). A GET route also
   // answers HEAD: its handler runs (HttpRequest::method is "HEAD") and the
-  // response goes out without its body.
+  // response goes out without its body. "*" takes every method (a route that
+  // answers a wrong method itself, e.g. with a body in its own format); a
+  // route with the exact method is preferred over it.
   std::string method;
   std::string path;
   PathMatch match = PathMatch::Exact;
   HttpHandler handler;
+  // Optional: see HttpHeadCheck.
+  HttpHeadCheck check_head;
+  // Largest body accepted by this route; 0 = ServerOptions::max_http_body_bytes.
+  std::size_t max_body_bytes = 0;
 };
 
 }  // namespace conduit

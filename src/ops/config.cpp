@@ -1,9 +1,12 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -11,6 +14,7 @@
 #include <tuple>
 
 #include "conduit/config.hpp"
+#include "pubsub/channel_name.hpp"
 
 namespace conduit {
 
@@ -20,7 +24,7 @@ constexpr std::string_view kDefaults =
     R"(# conduitd embedded defaults. Every key is documented in docs/configuration.md.
 [server]
 listen = "127.0.0.1:8080"
-mode = "echo"                 # echo | broadcast | relay
+mode = "pubsub"               # pubsub | echo | broadcast | relay
 threads = 1                   # event loops; 0 = one per core
 backlog = 1024
 handshake_timeout = "10s"     # slowloris guard
@@ -37,6 +41,7 @@ require_subprotocol = false
 max_message_bytes = 65536     # larger → close 1009
 send_queue_bytes = 1048576    # per-connection outbound cap
 slow_consumer = "close"       # close (1008) | drop
+publish_rate = 0              # pubsub: publish requests per second per connection; 0 = no limit
 
 [heartbeat]
 ping_interval = "25s"         # 0s disables
@@ -61,9 +66,27 @@ listen = ""                   # HOST:PORT for a second, HTTP-only listener ("" =
 [log]
 level = "info"                # trace | debug | info | warn | error | off
 format = "text"               # text | json
+
+[channels]                    # pubsub mode
+history_size = 100            # publications kept per channel for recovery; 0 = no history
+history_ttl = "5m"            # and at most this old; "0s" = no age limit
+max_subscriptions_per_connection = 128
+max_channel_length = 255      # bytes
+# A namespace (the part of a channel name before ':') overrides any of these:
+# [channels.namespaces.chat]
+# history_size = 0
+
+[api]                         # HTTP API: POST /api/publish, GET /api/channels, GET /api/history
+key = ""                      # "Authorization: apikey KEY"; "" = API disabled (404)
+max_body_bytes = "64KiB"      # larger request bodies → 413
+
+[auth]                        # JWT (HS256) at the WebSocket handshake
+jwt_secret = ""               # "" (and no jwt_secret_file) = no auth: everything allowed
+jwt_secret_file = ""          # read at startup, trailing newlines dropped; exclusive with jwt_secret
+leeway = "0s"                 # clock skew allowed for exp and nbf (whole seconds)
 )";
 
-enum class Kind { String, Integer, Boolean, Duration, Size, StringArray };
+enum class Kind { String, Integer, Number, Boolean, Duration, Size, StringArray };
 
 struct KeySpec {
   Kind kind;
@@ -76,6 +99,8 @@ std::string type_name(Kind k) {
       return "a string";
     case Kind::Integer:
       return "an integer";
+    case Kind::Number:
+      return "a number";
     case Kind::Boolean:
       return "true or false";
     case Kind::Duration:
@@ -100,6 +125,21 @@ std::int64_t get_int(const toml::node& n, const std::string& key, std::int64_t l
         key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(*v));
   }
   return *v;
+}
+double get_number(const toml::node& n, const std::string& key, double lo, double hi) {
+  double v = 0;
+  if (n.is_integer())
+    v = static_cast<double>(*n.value<std::int64_t>());
+  else if (n.is_floating_point())
+    v = *n.value<double>();
+  else
+    throw ConfigError(key, "expected " + type_name(Kind::Number));
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    std::ostringstream msg;
+    msg << "must be between " << lo << " and " << hi << ", got " << v;
+    throw ConfigError(key, msg.str());
+  }
+  return v;
 }
 bool get_bool(const toml::node& n, const std::string& key) {
   if (!n.is_boolean()) throw ConfigError(key, "expected " + type_name(Kind::Boolean));
@@ -149,6 +189,15 @@ std::vector<std::string> get_strings(const toml::node& n, const std::string& key
   return out;
 }
 
+// API keys and secrets travel in a header line: visible ASCII only.
+std::string get_token(const toml::node& n, const std::string& key) {
+  std::string v = get_string(n, key);
+  for (char c : v) {
+    if (c <= ' ' || c > '~') throw ConfigError(key, "must be visible ASCII characters only (no spaces)");
+  }
+  return v;
+}
+
 // A HOST:PORT value (server.listen, metrics.listen); a bad one names its key.
 void get_listen(const toml::node& n, const std::string& key, std::string& host, std::uint16_t& port) {
   try {
@@ -158,123 +207,131 @@ void get_listen(const toml::node& n, const std::string& key, std::string& host, 
   }
 }
 
-const std::map<std::string, KeySpec>& schema() {
-  static const std::map<std::string, KeySpec> s = {
+std::map<std::string, KeySpec> base_schema() {
+  return {
       {"server.listen",
-       {Kind::String,
-        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          get_listen(n, k, c.server.host, c.server.port);
-        }}},
+       {Kind::String, [](DaemonConfig& c, const toml::node& n,
+                         const std::string& k) { get_listen(n, k, c.server.host, c.server.port); }}},
       {"server.mode",
        {Kind::String,
         [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           std::string m = get_string(n, k);
-          if (m == "echo") c.mode = ServerMode::Echo;
-          else if (m == "broadcast") c.mode = ServerMode::Broadcast;
-          else if (m == "relay") c.mode = ServerMode::Relay;
-          else throw ConfigError(k, "expected \"echo\", \"broadcast\" or \"relay\", got \"" + m + "\"");
+          if (m == "pubsub")
+            c.mode = ServerMode::Pubsub;
+          else if (m == "echo")
+            c.mode = ServerMode::Echo;
+          else if (m == "broadcast")
+            c.mode = ServerMode::Broadcast;
+          else if (m == "relay")
+            c.mode = ServerMode::Relay;
+          else
+            throw ConfigError(k, "expected \"pubsub\", \"echo\", \"broadcast\" or \"relay\", got \"" + m + "\"");
         }}},
       {"server.threads",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.threads = static_cast<unsigned>(get_int(n, k, 0, 1024));
-        }}},
+       {Kind::Integer, [](DaemonConfig& c, const toml::node& n,
+                          const std::string& k) { c.server.threads = static_cast<unsigned>(get_int(n, k, 0, 1024)); }}},
       {"server.backlog",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.backlog = static_cast<int>(get_int(n, k, 1, 65535));
-        }}},
+       {Kind::Integer, [](DaemonConfig& c, const toml::node& n,
+                          const std::string& k) { c.server.backlog = static_cast<int>(get_int(n, k, 1, 65535)); }}},
       {"server.handshake_timeout",
-       {Kind::Duration, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Duration,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.handshake_timeout = get_duration(n, k);
           if (c.server.handshake_timeout.count() <= 0) throw ConfigError(k, "must be greater than 0");
         }}},
       {"server.close_timeout",
-       {Kind::Duration, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Duration,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.close_timeout = get_duration(n, k);
           if (c.server.close_timeout.count() <= 0) throw ConfigError(k, "must be greater than 0");
         }}},
       {"server.shutdown_grace",
-       {Kind::Duration, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.shutdown_grace = get_duration(n, k);
-        }}},
+       {Kind::Duration, [](DaemonConfig& c, const toml::node& n,
+                           const std::string& k) { c.server.shutdown_grace = get_duration(n, k); }}},
       {"server.max_connections",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Integer,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.max_connections = static_cast<std::size_t>(get_int(n, k, 0, 100000000));
         }}},
       {"server.max_connections_per_ip",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Integer,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.max_connections_per_ip = static_cast<std::size_t>(get_int(n, k, 0, 100000000));
         }}},
       {"server.retry_after",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Integer,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.retry_after_seconds = static_cast<unsigned>(get_int(n, k, 0, 86400));
         }}},
       {"server.allowed_origins",
-       {Kind::StringArray, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.allowed_origins = get_strings(n, k);
-        }}},
+       {Kind::StringArray, [](DaemonConfig& c, const toml::node& n,
+                              const std::string& k) { c.server.allowed_origins = get_strings(n, k); }}},
       {"server.subprotocols",
-       {Kind::StringArray, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.subprotocols = get_strings(n, k);
-        }}},
+       {Kind::StringArray,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) { c.server.subprotocols = get_strings(n, k); }}},
       {"server.require_subprotocol",
-       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.require_subprotocol = get_bool(n, k);
-        }}},
+       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n,
+                          const std::string& k) { c.server.require_subprotocol = get_bool(n, k); }}},
       {"limits.max_message_bytes",
-       {Kind::Size, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Size,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.max_message_bytes = get_size(n, k);
           if (c.server.max_message_bytes == 0) throw ConfigError(k, "must be greater than 0");
           if (c.server.max_message_bytes > (std::size_t{1} << 31)) throw ConfigError(k, "must be at most 2GiB");
         }}},
       {"limits.send_queue_bytes",
-       {Kind::Size, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Size,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.send_queue_bytes = get_size(n, k);
           if (c.server.send_queue_bytes < 1024) throw ConfigError(k, "must be at least 1024");
         }}},
       {"limits.slow_consumer",
-       {Kind::String, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           std::string v = get_string(n, k);
-          if (v == "close") c.server.slow_consumer = SlowConsumerPolicy::Close;
-          else if (v == "drop") c.server.slow_consumer = SlowConsumerPolicy::Drop;
-          else throw ConfigError(k, "expected \"close\" or \"drop\", got \"" + v + "\"");
+          if (v == "close")
+            c.server.slow_consumer = SlowConsumerPolicy::Close;
+          else if (v == "drop")
+            c.server.slow_consumer = SlowConsumerPolicy::Drop;
+          else
+            throw ConfigError(k, "expected \"close\" or \"drop\", got \"" + v + "\"");
         }}},
       {"heartbeat.ping_interval",
-       {Kind::Duration, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.heartbeat.ping_interval = get_duration(n, k);
-        }}},
+       {Kind::Duration, [](DaemonConfig& c, const toml::node& n,
+                           const std::string& k) { c.server.heartbeat.ping_interval = get_duration(n, k); }}},
       {"heartbeat.pong_timeout",
-       {Kind::Duration, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Duration,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.heartbeat.pong_timeout = get_duration(n, k);
           if (c.server.heartbeat.pong_timeout.count() <= 0) throw ConfigError(k, "must be greater than 0");
         }}},
       {"compression.enabled",
-       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.compression.enabled = get_bool(n, k);
-        }}},
+       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n,
+                          const std::string& k) { c.server.compression.enabled = get_bool(n, k); }}},
       {"compression.level",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Integer,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.compression.level = static_cast<int>(get_int(n, k, 1, 9));
         }}},
       {"compression.server_no_context_takeover",
-       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.compression.server_no_context_takeover = get_bool(n, k);
-        }}},
+       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n,
+                          const std::string& k) { c.server.compression.server_no_context_takeover = get_bool(n, k); }}},
       {"compression.client_no_context_takeover",
-       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.compression.client_no_context_takeover = get_bool(n, k);
-        }}},
+       {Kind::Boolean, [](DaemonConfig& c, const toml::node& n,
+                          const std::string& k) { c.server.compression.client_no_context_takeover = get_bool(n, k); }}},
       {"compression.server_max_window_bits",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Integer,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.compression.server_max_window_bits = static_cast<int>(get_int(n, k, 8, 15));
         }}},
       {"compression.client_max_window_bits",
-       {Kind::Integer, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::Integer,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           c.server.compression.client_max_window_bits = static_cast<int>(get_int(n, k, 8, 15));
         }}},
       {"compression.min_bytes",
-       {Kind::Size, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
-          c.server.compression.min_compress_bytes = get_size(n, k);
-        }}},
+       {Kind::Size, [](DaemonConfig& c, const toml::node& n,
+                       const std::string& k) { c.server.compression.min_compress_bytes = get_size(n, k); }}},
       {"metrics.listen",
        {Kind::String,
         [](DaemonConfig& c, const toml::node& n, const std::string& k) {
@@ -292,20 +349,106 @@ const std::map<std::string, KeySpec>& schema() {
        {Kind::String,
         [](DaemonConfig& c, const toml::node& n, const std::string& k) { c.server.tls.key_file = get_string(n, k); }}},
       {"log.level",
-       {Kind::String, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           std::string v = get_string(n, k);
           auto level = parse_log_level(v);
           if (!level) throw ConfigError(k, "expected trace|debug|info|warn|error|critical|off, got \"" + v + "\"");
           c.log_level = *level;
         }}},
       {"log.format",
-       {Kind::String, [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
           std::string v = get_string(n, k);
-          if (v == "text") c.log_format = LogFormat::text;
-          else if (v == "json") c.log_format = LogFormat::json;
-          else throw ConfigError(k, "expected \"text\" or \"json\", got \"" + v + "\"");
+          if (v == "text")
+            c.log_format = LogFormat::text;
+          else if (v == "json")
+            c.log_format = LogFormat::json;
+          else
+            throw ConfigError(k, "expected \"text\" or \"json\", got \"" + v + "\"");
+        }}},
+      {"limits.publish_rate",
+       {Kind::Number, [](DaemonConfig& c, const toml::node& n,
+                         const std::string& k) { c.pubsub.publish_rate = get_number(n, k, 0, 1'000'000); }}},
+      {"api.key",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) { c.pubsub.api_key = get_token(n, k); }}},
+      {"api.max_body_bytes",
+       {Kind::Size,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          c.pubsub.api_max_body_bytes = get_size(n, k);
+          if (c.pubsub.api_max_body_bytes == 0) throw ConfigError(k, "must be greater than 0");
+          if (c.pubsub.api_max_body_bytes > (std::size_t{1} << 30)) throw ConfigError(k, "must be at most 1GiB");
+        }}},
+      {"auth.jwt_secret",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) { c.pubsub.jwt_secret = get_string(n, k); }}},
+      {"auth.jwt_secret_file",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) { c.jwt_secret_file = get_string(n, k); }}},
+      {"auth.leeway",
+       {Kind::Duration,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          const Duration d = get_duration(n, k);
+          if (d.count() % 1000 != 0)
+            throw ConfigError(k, "must be a whole number of seconds (token times are in seconds)");
+          c.pubsub.jwt_leeway = std::chrono::duration_cast<std::chrono::seconds>(d);
         }}},
   };
+}
+
+// The keys of [channels], which [channels.namespaces.NAME] can override: one
+// definition (kind, range) for both. Each sets its field of the overrides.
+struct ChannelKeySpec {
+  Kind kind;
+  std::function<void(ChannelNamespaceOverrides&, const toml::node&, const std::string&)> apply;
+};
+
+const std::map<std::string, ChannelKeySpec>& channel_keys() {
+  static const std::map<std::string, ChannelKeySpec> s = {
+      {"history_size",
+       {Kind::Integer,
+        [](ChannelNamespaceOverrides& o, const toml::node& n, const std::string& k) {
+          o.history_size = static_cast<std::size_t>(get_int(n, k, 0, 1'000'000));
+        }}},
+      {"history_ttl",
+       {Kind::Duration, [](ChannelNamespaceOverrides& o, const toml::node& n,
+                           const std::string& k) { o.history_ttl = get_duration(n, k); }}},
+      {"max_subscriptions_per_connection",
+       {Kind::Integer,
+        [](ChannelNamespaceOverrides& o, const toml::node& n, const std::string& k) {
+          o.max_subscriptions_per_connection = static_cast<std::size_t>(get_int(n, k, 1, 1'000'000));
+        }}},
+      {"max_channel_length",
+       {Kind::Integer,
+        [](ChannelNamespaceOverrides& o, const toml::node& n, const std::string& k) {
+          o.max_channel_length = static_cast<std::size_t>(get_int(n, k, 1, 4096));
+        }}},
+  };
+  return s;
+}
+
+void apply_overrides(ChannelOptions& options, const ChannelNamespaceOverrides& o) {
+  if (o.history_size) options.history_size = *o.history_size;
+  if (o.history_ttl) options.history_ttl = *o.history_ttl;
+  if (o.max_subscriptions_per_connection)
+    options.max_subscriptions_per_connection = *o.max_subscriptions_per_connection;
+  if (o.max_channel_length) options.max_channel_length = *o.max_channel_length;
+}
+
+const std::map<std::string, KeySpec>& schema() {
+  static const std::map<std::string, KeySpec> s = [] {
+    std::map<std::string, KeySpec> keys = base_schema();
+    for (const auto& [leaf, spec] : channel_keys()) {
+      keys.emplace("channels." + leaf,
+                   KeySpec{spec.kind, [apply = spec.apply](DaemonConfig& c, const toml::node& n, const std::string& k) {
+                             ChannelNamespaceOverrides o;
+                             apply(o, n, k);
+                             apply_overrides(c.pubsub.channels.defaults, o);
+                           }});
+    }
+    return keys;
+  }();
   return s;
 }
 
@@ -325,6 +468,9 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
+// [channels.namespaces.NAME] tables: the namespaces' overrides.
+constexpr std::string_view kNamespaces = "channels.namespaces";
+
 // The known key an unknown one was most likely meant to be: the closest
 // spelling within a few edits, or the same setting in another section
 // ("server.ping_interval" → "heartbeat.ping_interval"); "" when nothing is close.
@@ -334,12 +480,29 @@ std::string closest_key(const std::string& key) {
   const std::size_t threshold = std::max<std::size_t>(2, key.size() / 4);
   std::string best;
   std::size_t best_distance = SIZE_MAX;
-  for (const auto& [known, spec] : schema()) {
+  auto consider = [&](const std::string& known) {
     const std::size_t d = edit_distance(key, known);
     const bool same_leaf = std::string_view(known).substr(known.rfind('.') + 1) == leaf;
     if ((d <= threshold || same_leaf) && d < best_distance) {
       best_distance = d;
       best = known;
+    }
+  };
+  for (const auto& [known, spec] : schema()) consider(known);
+  consider(std::string(kNamespaces));
+  return best;
+}
+
+// The closest namespace key to a misspelled one ("channels.namespaces.chat.
+// history_sise" → "channels.namespaces.chat.history_size"); "" when none.
+std::string closest_namespace_key(const std::string& prefix, const std::string& leaf) {
+  std::string best;
+  std::size_t best_distance = std::max<std::size_t>(2, leaf.size() / 4) + 1;
+  for (const auto& [known, spec] : channel_keys()) {
+    const std::size_t d = edit_distance(leaf, known);
+    if (d < best_distance) {
+      best_distance = d;
+      best = prefix + known;
     }
   }
   return best;
@@ -348,6 +511,53 @@ std::string closest_key(const std::string& key) {
 ConfigError unknown_key(const std::string& key, const std::string& origin) {
   std::string suggestion = closest_key(key);
   return ConfigError(key, "unknown key" + origin + (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+}
+
+// The overrides of namespace `name` (declared, with no override yet, on first
+// use); a name that could not be a namespace is an error naming it.
+ChannelNamespaceOverrides& namespace_overrides(DaemonConfig& cfg, const std::string& name) {
+  if (!pubsub::is_valid_namespace_name(name)) {
+    throw ConfigError(std::string(kNamespaces) + "." + name,
+                      "bad namespace name \"" + name +
+                          "\": 1 or more of A-Z a-z 0-9 _ - . @ / = (no ':', which separates the namespace from the "
+                          "rest of a channel name)");
+  }
+  return cfg.pubsub.channels.namespaces[name];
+}
+
+void apply_namespace_key(DaemonConfig& cfg, const std::string& name, const std::string& leaf, const toml::node& value,
+                         const std::string& origin) {
+  ChannelNamespaceOverrides& o = namespace_overrides(cfg, name);
+  const std::string prefix = std::string(kNamespaces) + "." + name + ".";
+  auto it = channel_keys().find(leaf);
+  if (it == channel_keys().end()) {
+    std::string suggestion = closest_namespace_key(prefix, leaf);
+    throw ConfigError(prefix + leaf, "unknown key" + origin +
+                                         " (a namespace overrides history_size, history_ttl, "
+                                         "max_subscriptions_per_connection or max_channel_length)" +
+                                         (suggestion.empty() ? "" : "; did you mean " + suggestion + "?"));
+  }
+  it->second.apply(o, value, prefix + leaf);
+}
+
+// [channels.namespaces.NAME] tables (or the equivalent inline tables).
+void apply_namespaces(DaemonConfig& cfg, const toml::node& node, const std::string& origin) {
+  const toml::table* namespaces = node.as_table();
+  if (!namespaces) {
+    throw ConfigError(std::string(kNamespaces),
+                      "expected tables, e.g. [channels.namespaces.chat] with history_size = 0");
+  }
+  for (const auto& [name_key, ns_node] : *namespaces) {
+    const std::string name(name_key.str());
+    const toml::table* keys = ns_node.as_table();
+    if (!keys) {
+      throw ConfigError(std::string(kNamespaces) + "." + name,
+                        "expected a table, e.g. [channels.namespaces." + name + "] with history_size = 0");
+    }
+    namespace_overrides(cfg, name);  // declared even when it overrides nothing
+    for (const auto& [leaf_key, value] : *keys)
+      apply_namespace_key(cfg, name, std::string(leaf_key.str()), value, origin);
+  }
 }
 
 // Walks a parsed table and applies every leaf; unknown keys are errors.
@@ -362,6 +572,10 @@ void apply_table(DaemonConfig& cfg, const toml::table& table, const std::string&
     }
     for (const auto& [leaf_key, leaf_node] : *sub) {
       std::string key = section + "." + std::string(leaf_key.str());
+      if (key == kNamespaces) {
+        apply_namespaces(cfg, leaf_node, origin);
+        continue;
+      }
       auto it = schema().find(key);
       if (it == schema().end()) throw unknown_key(key, origin);
       it->second.apply(cfg, leaf_node, key);
@@ -369,11 +583,12 @@ void apply_table(DaemonConfig& cfg, const toml::table& table, const std::string&
   }
 }
 
-void apply_override(DaemonConfig& cfg, const std::string& key, const std::string& value) {
-  auto it = schema().find(key);
-  if (it == schema().end()) throw unknown_key(key, " (from --set)");
-  // The value is read as a TOML value when it parses as one (numbers,
-  // booleans, arrays, quoted strings) and as a plain string otherwise.
+// Calls apply with the --set value read as a TOML value when it parses as one
+// (numbers, booleans, arrays, quoted strings) and as a plain string
+// otherwise. For string-typed keys a TOML value of another type is taken as
+// its text (plain words that happen to be TOML, e.g. true, stay what they
+// look like).
+void with_override_value(Kind kind, const std::string& value, const std::function<void(const toml::node&)>& apply) {
   toml::table parsed;
   bool as_toml = false;
   try {
@@ -381,18 +596,54 @@ void apply_override(DaemonConfig& cfg, const std::string& key, const std::string
     as_toml = true;
   } catch (const toml::parse_error&) {
   }
-  if (as_toml && parsed.contains("v")) {
-    const toml::node& node = *parsed.get("v");
-    // Plain words that happen to be TOML (e.g. true) stay what they look like;
-    // for string-typed keys a TOML number is still accepted as its text.
-    if (it->second.kind == Kind::String && !node.is_string()) {
-      it->second.apply(cfg, toml::value<std::string>(value), key);
-    } else {
-      it->second.apply(cfg, node, key);
-    }
+  if (as_toml && parsed.contains("v") && !(kind == Kind::String && !parsed.get("v")->is_string())) {
+    apply(*parsed.get("v"));
     return;
   }
-  it->second.apply(cfg, toml::value<std::string>(value), key);
+  apply(toml::value<std::string>(value));
+}
+
+void apply_override(DaemonConfig& cfg, const std::string& key, const std::string& value) {
+  const std::string ns_prefix = std::string(kNamespaces) + ".";
+  if (key.rfind(ns_prefix, 0) == 0) {
+    // channels.namespaces.NAME.KEY: NAME may hold dots, KEY does not.
+    const std::string rest = key.substr(ns_prefix.size());
+    const auto dot = rest.rfind('.');
+    if (dot == std::string::npos || dot == 0) {
+      throw ConfigError(key, "expected channels.namespaces.NAME.KEY, e.g. channels.namespaces.chat.history_size");
+    }
+    const std::string name = rest.substr(0, dot);
+    const std::string leaf = rest.substr(dot + 1);
+    auto it = channel_keys().find(leaf);
+    const Kind kind = it == channel_keys().end() ? Kind::String : it->second.kind;
+    with_override_value(kind, value,
+                        [&](const toml::node& n) { apply_namespace_key(cfg, name, leaf, n, " (from --set)"); });
+    return;
+  }
+  auto it = schema().find(key);
+  if (it == schema().end()) throw unknown_key(key, " (from --set)");
+  with_override_value(it->second.kind, value, [&](const toml::node& n) { it->second.apply(cfg, n, key); });
+}
+
+// auth.jwt_secret_file: the secret is the file's content without its
+// trailing line break(s). Read once, at load: a secret that cannot be read
+// must stop the start, never leave the daemon running without auth.
+std::string read_secret_file(const std::string& path) {
+  const std::string key = "auth.jwt_secret_file";
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw ConfigError(key, "cannot read file '" + path + "'" + (err ? std::string(": ") + std::strerror(err) : ""));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw ConfigError(key, "cannot read file '" + path + "'");
+  std::string secret = ss.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty())
+    throw ConfigError(key, "file '" + path + "' is empty (a secret is needed; unset the key to run without auth)");
+  return secret;
 }
 
 }  // namespace
@@ -528,6 +779,12 @@ DaemonConfig load_config(const ConfigSources& sources) {
     throw ConfigError(cfg.server.tls.cert_file.empty() ? "tls.cert" : "tls.key",
                       "tls.cert and tls.key must be set together");
   }
+  if (!cfg.jwt_secret_file.empty()) {
+    if (!cfg.pubsub.jwt_secret.empty()) {
+      throw ConfigError("auth.jwt_secret_file", "auth.jwt_secret and auth.jwt_secret_file are both set; set one");
+    }
+    cfg.pubsub.jwt_secret = read_secret_file(cfg.jwt_secret_file);
+  }
   return cfg;
 }
 
@@ -565,6 +822,22 @@ std::string toml_strings(const std::vector<std::string>& v) {
   return out + "]";
 }
 
+// A table key: bare when TOML allows it (A-Z a-z 0-9 _ -), quoted otherwise.
+std::string toml_key(const std::string& key) {
+  const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+  });
+  return bare ? key : toml_string(key);
+}
+
+// The shortest decimal text that reads back as the same double ("10", "0.5").
+std::string toml_number(double v) {
+  char buf[400];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  if (ec != std::errc()) return std::to_string(v);
+  return std::string(buf, end);
+}
+
 std::string listen_text(const std::string& host, std::uint16_t port) {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
@@ -575,7 +848,12 @@ std::string to_toml(const DaemonConfig& c) {
   const ServerOptions& o = c.server;
   auto duration = [](Duration d) { return toml_string(format_duration(d)); };
   auto boolean = [](bool b) { return std::string(b ? "true" : "false"); };
-  const char* mode = c.mode == ServerMode::Echo ? "echo" : c.mode == ServerMode::Broadcast ? "broadcast" : "relay";
+  const char* mode = c.mode == ServerMode::Pubsub      ? "pubsub"
+                     : c.mode == ServerMode::Echo      ? "echo"
+                     : c.mode == ServerMode::Broadcast ? "broadcast"
+                                                       : "relay";
+  const ChannelServiceOptions& p = c.pubsub;
+  const ChannelOptions& ch = p.channels.defaults;
   std::ostringstream out;
   out << "[server]\n"
       << "listen = " << toml_string(listen_text(o.host, o.port)) << "\n"
@@ -595,6 +873,7 @@ std::string to_toml(const DaemonConfig& c) {
       << "max_message_bytes = " << o.max_message_bytes << "\n"
       << "send_queue_bytes = " << o.send_queue_bytes << "\n"
       << "slow_consumer = " << toml_string(o.slow_consumer == SlowConsumerPolicy::Close ? "close" : "drop") << "\n"
+      << "publish_rate = " << toml_number(p.publish_rate) << "\n"
       << "\n[heartbeat]\n"
       << "ping_interval = " << duration(o.heartbeat.ping_interval) << "\n"
       << "pong_timeout = " << duration(o.heartbeat.pong_timeout) << "\n"
@@ -613,7 +892,29 @@ std::string to_toml(const DaemonConfig& c) {
       << "listen = " << toml_string(o.metrics_host.empty() ? "" : listen_text(o.metrics_host, o.metrics_port)) << "\n"
       << "\n[log]\n"
       << "level = " << toml_string(to_string(c.log_level)) << "\n"
-      << "format = " << toml_string(c.log_format == LogFormat::json ? "json" : "text") << "\n";
+      << "format = " << toml_string(c.log_format == LogFormat::json ? "json" : "text") << "\n"
+      << "\n[channels]\n"
+      << "history_size = " << ch.history_size << "\n"
+      << "history_ttl = " << duration(ch.history_ttl) << "\n"
+      << "max_subscriptions_per_connection = " << ch.max_subscriptions_per_connection << "\n"
+      << "max_channel_length = " << ch.max_channel_length << "\n";
+  for (const auto& [name, ns] : p.channels.namespaces) {
+    out << "\n[channels.namespaces." << toml_key(name) << "]\n";
+    if (ns.history_size) out << "history_size = " << *ns.history_size << "\n";
+    if (ns.history_ttl) out << "history_ttl = " << duration(*ns.history_ttl) << "\n";
+    if (ns.max_subscriptions_per_connection)
+      out << "max_subscriptions_per_connection = " << *ns.max_subscriptions_per_connection << "\n";
+    if (ns.max_channel_length) out << "max_channel_length = " << *ns.max_channel_length << "\n";
+  }
+  // The key and the secret are printed as configured (the output is a
+  // configuration that gives the same daemon): treat it as a secret.
+  out << "\n[api]\n"
+      << "key = " << toml_string(p.api_key) << "\n"
+      << "max_body_bytes = " << p.api_max_body_bytes << "\n"
+      << "\n[auth]\n"
+      << "jwt_secret = " << toml_string(c.jwt_secret_file.empty() ? p.jwt_secret : std::string()) << "\n"
+      << "jwt_secret_file = " << toml_string(c.jwt_secret_file) << "\n"
+      << "leeway = " << duration(std::chrono::duration_cast<Duration>(p.jwt_leeway)) << "\n";
   return out.str();
 }
 

@@ -40,24 +40,6 @@ std::string_view to_string(ChannelNameError error) noexcept {
   return "unknown";
 }
 
-bool is_channel_name_char(char c) noexcept {
-  if (c >= 'a' && c <= 'z') return true;
-  if (c >= 'A' && c <= 'Z') return true;
-  if (c >= '0' && c <= '9') return true;
-  switch (c) {
-    case '_':
-    case '-':
-    case '.':
-    case ':':
-    case '@':
-    case '/':
-    case '=':
-      return true;
-    default:
-      return false;
-  }
-}
-
 ChannelNameError validate_channel_name(std::string_view name, std::size_t max_length) noexcept {
   if (name.empty()) return ChannelNameError::empty;
   if (name.size() > max_length) return ChannelNameError::too_long;
@@ -65,14 +47,6 @@ ChannelNameError validate_channel_name(std::string_view name, std::size_t max_le
     if (!is_channel_name_char(c)) return ChannelNameError::bad_character;
   }
   return ChannelNameError::none;
-}
-
-bool is_valid_namespace_name(std::string_view name) noexcept {
-  if (name.empty()) return false;
-  for (char c : name) {
-    if (c == ':' || !is_channel_name_char(c)) return false;
-  }
-  return true;
 }
 
 std::string_view channel_namespace(std::string_view channel) noexcept {

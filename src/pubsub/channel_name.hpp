@@ -39,14 +39,38 @@ enum class ChannelNameError {
 // "empty", "too_long", "bad_character" (also used as metric label values).
 std::string_view to_string(ChannelNameError error) noexcept;
 
-// True for the bytes listed above.
-bool is_channel_name_char(char c) noexcept;
+// True for the bytes listed above. Inline (as is is_valid_namespace_name),
+// so that the configuration loader (src/ops, below this layer) checks
+// namespace names by the same rule without linking the pub/sub library.
+inline bool is_channel_name_char(char c) noexcept {
+  if (c >= 'a' && c <= 'z') return true;
+  if (c >= 'A' && c <= 'Z') return true;
+  if (c >= '0' && c <= '9') return true;
+  switch (c) {
+    case '_':
+    case '-':
+    case '.':
+    case ':':
+    case '@':
+    case '/':
+    case '=':
+      return true;
+    default:
+      return false;
+  }
+}
 
 ChannelNameError validate_channel_name(std::string_view name, std::size_t max_length) noexcept;
 
 // A namespace name as declared in configuration: a non-empty channel name
 // without `:`.
-bool is_valid_namespace_name(std::string_view name) noexcept;
+inline bool is_valid_namespace_name(std::string_view name) noexcept {
+  if (name.empty()) return false;
+  for (char c : name) {
+    if (c == ':' || !is_channel_name_char(c)) return false;
+  }
+  return true;
+}
 
 // The part of `channel` before its first ':', or "" when there is none.
 std::string_view channel_namespace(std::string_view channel) noexcept;

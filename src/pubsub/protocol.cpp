@@ -359,10 +359,50 @@ struct RequestParser::Impl {
     out.request = request;
     return out;
   }
+
+  ParsedRequest parse_publish_body(std::string_view text) {
+    buffer.assign(text);
+    buffer.resize(text.size() + simdjson::SIMDJSON_PADDING, '\0');
+    auto fail = [](Failure f) {
+      ParsedRequest out;
+      out.error.code = ErrorCode::bad_request;
+      out.error.message = std::move(f.message);
+      return out;
+    };
+    od::document doc;
+    if (parser.iterate(simdjson::padded_string_view(buffer.data(), text.size(), buffer.size())).get(doc)) {
+      return fail(not_json());
+    }
+    od::json_type type;
+    if (doc.type().get(type)) return fail(not_json());
+    if (type != od::json_type::object) return fail(bad("the body must be a JSON object"));
+    od::value body;
+    if (doc.get_value().get(body)) return fail(not_json());
+    Request request;
+    request.op = Op::publish;
+    OpBodyReader reader(doc, Op::publish, request);
+    if (auto f = reader.read(body)) return fail(std::move(*f));
+    const char* rest = nullptr;
+    if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) return fail(not_json());
+    ParsedRequest out;
+    out.request = request;
+    return out;
+  }
 };
 
 RequestParser::RequestParser() : impl_(std::make_unique<Impl>()) {}
 RequestParser::~RequestParser() = default;
+
+ParsedRequest RequestParser::parse_publish_body(std::string_view text) noexcept {
+  try {
+    return impl_->parse_publish_body(text);
+  } catch (...) {
+    ParsedRequest out;
+    out.error.code = ErrorCode::internal;
+    out.error.message = std::string(default_message(ErrorCode::internal));
+    return out;
+  }
+}
 
 ParsedRequest RequestParser::parse(std::string_view text) noexcept {
   try {
@@ -410,6 +450,20 @@ std::string_view publication_of_push(std::string_view push) noexcept {
     return {};
   }
   return push.substr(push_prefix.size(), push.size() - push_prefix.size() - push_suffix.size());
+}
+
+std::string_view data_of_push(std::string_view push) noexcept {
+  // The publication is {"channel":S,"offset":N,"epoch":S,"data":D}: D follows
+  // the first ,"data": (inside a JSON string every '"' is escaped, so that
+  // sequence cannot occur in the channel or the epoch) and runs to the
+  // publication's closing brace.
+  const std::string_view publication = publication_of_push(push);
+  constexpr std::string_view key = ",\"data\":";
+  const auto at = publication.find(key);
+  if (at == std::string_view::npos) return {};
+  const std::string_view rest = publication.substr(at + key.size());
+  if (rest.empty() || rest.back() != '}') return {};
+  return rest.substr(0, rest.size() - 1);
 }
 
 void append_recovery_failed_push(std::string& out, std::string_view channel, std::uint64_t offset,

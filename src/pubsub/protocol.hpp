@@ -78,6 +78,11 @@ class RequestParser {
   RequestParser& operator=(const RequestParser&) = delete;
 
   ParsedRequest parse(std::string_view text) noexcept;
+  // The body of the HTTP API's publish, {"channel": C, "data": VALUE}: the
+  // body of a conduit.v1 publish on its own, read by the same rules (the
+  // same fields, each once, data any well-formed JSON). On success the
+  // request has op publish and id 0; an error has no id.
+  ParsedRequest parse_publish_body(std::string_view text) noexcept;
 
  private:
   struct Impl;
@@ -103,6 +108,10 @@ void append_push(std::string& out, std::string_view channel, std::uint64_t offse
 // publication wrapped in {"push": ... }, so history can keep the push and
 // hand the same bytes to a recovering subscriber.
 std::string_view publication_of_push(std::string_view push) noexcept;
+
+// The data inside a push built by append_push (what the publisher sent, as
+// its bytes); "" when push is not one.
+std::string_view data_of_push(std::string_view push) noexcept;
 
 // {"push":{"channel":C,"recovery_failed":{"offset":N,"epoch":E}}}: the
 // channel's stream has a gap the server cannot fill; the client should

@@ -160,6 +160,7 @@ struct ChannelService::Impl {
   }
 
   void handle(Session& s, std::string_view text);
+  bool channel_allowed(Session& s, const pubsub::Request& r, const SessionState& st, bool publish);
   void on_subscribe(Session& s, const pubsub::Request& r, SessionState& st);
   void on_publish(Session& s, const pubsub::Request& r, SessionState& st);
   void on_refresh(Session& s, const pubsub::Request& r, SessionState& st);
@@ -297,16 +298,23 @@ void ChannelService::Impl::handle(Session& s, std::string_view text) {
   }
 }
 
-void ChannelService::Impl::on_subscribe(Session& s, const pubsub::Request& r, SessionState& st) {
+// The request's channel name is valid for its namespace and the token allows
+// the operation; otherwise the error reply is sent and false returned.
+bool ChannelService::Impl::channel_allowed(Session& s, const pubsub::Request& r, const SessionState& st, bool publish) {
   const ChannelOptions opts = channels.config().resolve(r.channel);
   if (auto e = pubsub::validate_channel_name(r.channel, opts.max_channel_length); e != pubsub::ChannelNameError::none) {
     reply_error(s, r.id, ErrorCode::bad_request, "invalid channel name: " + std::string(pubsub::to_string(e)));
-    return;
+    return false;
   }
-  if (auth_on() && !may(st.grants, false, r.channel)) {
+  if (auth_on() && !may(st.grants, publish, r.channel)) {
     reply_error(s, r.id, ErrorCode::permission_denied, "permission denied");
-    return;
+    return false;
   }
+  return true;
+}
+
+void ChannelService::Impl::on_subscribe(Session& s, const pubsub::Request& r, SessionState& st) {
+  if (!channel_allowed(s, r, st, false)) return;
   std::optional<StreamPosition> since;
   if (r.since) since = StreamPosition{r.since->offset, std::string(r.since->epoch)};
   const bool with_since = since.has_value();
@@ -340,15 +348,7 @@ void ChannelService::Impl::on_subscribe(Session& s, const pubsub::Request& r, Se
 }
 
 void ChannelService::Impl::on_publish(Session& s, const pubsub::Request& r, SessionState& st) {
-  const ChannelOptions opts = channels.config().resolve(r.channel);
-  if (auto e = pubsub::validate_channel_name(r.channel, opts.max_channel_length); e != pubsub::ChannelNameError::none) {
-    reply_error(s, r.id, ErrorCode::bad_request, "invalid channel name: " + std::string(pubsub::to_string(e)));
-    return;
-  }
-  if (auth_on() && !may(st.grants, true, r.channel)) {
-    reply_error(s, r.id, ErrorCode::permission_denied, "permission denied");
-    return;
-  }
+  if (!channel_allowed(s, r, st, true)) return;
   if (options.publish_rate > 0) {
     const auto now = std::chrono::steady_clock::now();
     const double burst = std::max(1.0, options.publish_rate);

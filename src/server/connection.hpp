@@ -31,6 +31,10 @@
 #include "wire/parser.hpp"
 
 namespace conduit::wire {
+struct UpgradeRequest;
+}  // namespace conduit::wire
+
+namespace conduit::wire {
 class PerMessageDeflate;
 }
 
@@ -122,6 +126,7 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void handler_failed(const char* which, const char* what) noexcept;
   // upgrade.cpp
   void process_handshake(std::uint8_t* data, std::size_t len);
+  bool answer_head_check(const HttpRoute& route, const wire::UpgradeRequest& up, std::uint64_t body_len);
   void read_request_body(std::uint8_t* data, std::size_t len);
   void serve_route();
   void complete_upgrade(std::uint8_t* rest, std::size_t rest_len);

@@ -34,14 +34,19 @@ const HttpRoute* RouteTable::find(std::string_view method, std::string_view path
   }
   allow.clear();
   if (!best) return nullptr;
+  const HttpRoute* any_method = nullptr;
   for (const auto& r : routes_) {
     if (r.match != best->match || r.path != best->path) continue;
     // HEAD is GET without the body (the connection drops the body).
     if (r.method == method || (method == "HEAD" && r.method == "GET")) return &r;
+    if (r.method == "*") {
+      any_method = &r;
+      continue;
+    }
     if (!allow.empty()) allow += ", ";
     allow += r.method;
   }
-  return nullptr;
+  return any_method;
 }
 
 std::string make_http_response(const conduit::HttpResponse& r) {

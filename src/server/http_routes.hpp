@@ -19,7 +19,8 @@ class RouteTable {
   // (so an application can override a built-in route).
   void add(conduit::HttpRoute route);
   // The route for method and path: an exact match first, else the longest
-  // matching prefix. nullptr when none; then allow lists the methods routed
+  // matching prefix; among that path's routes the one with the method, else
+  // one with "*". nullptr when none; then allow lists the methods routed
   // for that path ("GET, POST"), empty when the path is unknown (404).
   const HttpRoute* find(std::string_view method, std::string_view path, std::string& allow) const;
 

@@ -30,6 +30,10 @@ using RequestParser = http::request_parser<http::empty_body>;
 // else the reason it is malformed.
 std::string parse_head(RequestParser& parser, std::string_view head, wire::UpgradeRequest& up) {
   parser.header_limit(kMaxRequestHeader);
+  // The body is never read by this parser: its size is judged by the route's
+  // cap (413), not by Beast's default limit (1 MB), which would make a large
+  // Content-Length a 400 "malformed request".
+  parser.body_limit(boost::none);
   parser.eager(false);
   boost::system::error_code ec;
   parser.put(boost::asio::buffer(head.data(), head.size()), ec);
@@ -95,12 +99,14 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
                "Allow: " + allow + "\r\n");
         return;
       }
+      const std::uint64_t body_len = parser.content_length().value_or(0);
+      if (route->check_head && answer_head_check(*route, up, body_len)) return;
       if (parser.chunked()) {
         refuse(411, "a request body needs Content-Length (chunked is not accepted)", HandshakeFailure::LengthRequired);
         return;
       }
-      const std::uint64_t body_len = parser.content_length().value_or(0);
-      const std::uint64_t cap = std::min<std::uint64_t>(core().options().max_http_body_bytes, UINT32_MAX);
+      const std::uint64_t cap = std::min<std::uint64_t>(
+          route->max_body_bytes != 0 ? route->max_body_bytes : core().options().max_http_body_bytes, UINT32_MAX);
       if (body_len > cap) {
         refuse(413,
                "request body of " + std::to_string(body_len) + " bytes is over the limit of " + std::to_string(cap),
@@ -233,25 +239,70 @@ void Connection::read_request_body(std::uint8_t* data, std::size_t len) {
   if (h.buf.size() == std::size_t{h.header_len} + h.body_len) serve_route();
 }
 
-void Connection::serve_route() {
-  HandshakeState& h = *handshake_;
-  RequestParser parser;
-  wire::UpgradeRequest up;
-  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len), up);  // parsed once already: cannot fail
+namespace {
+// The request as handlers see it; views into up (and the scratches, which
+// the header lookups fill) that live while the caller's locals do.
+HttpRequest make_request(const wire::UpgradeRequest& up, std::string_view remote_address,
+                         std::vector<std::string>& scratches) {
   const std::string_view target = up.target;
   const auto qpos = target.find('?');
   HttpRequest req;
   req.method = up.method;
   req.path = target.substr(0, qpos);
   req.query = qpos == std::string_view::npos ? std::string_view() : target.substr(qpos + 1);
-  req.body = std::string_view(h.buf).substr(h.header_len);
-  req.remote_address = remote_address_;
-  std::vector<std::string> scratches;
+  req.remote_address = remote_address;
   scratches.reserve(32);
   req.header = [&up, &scratches](std::string_view name) -> std::string_view {
     scratches.emplace_back();
     return up.header(name, scratches.back());
   };
+  return req;
+}
+}  // namespace
+
+// The route's check on the head; true when it answered (the request is done).
+bool Connection::answer_head_check(const HttpRoute& route, const wire::UpgradeRequest& up, std::uint64_t body_len) {
+  std::vector<std::string> scratches;
+  HttpRequest req = make_request(up, remote_address_, scratches);
+  req.content_length = body_len;
+  std::optional<HttpResponse> answer;
+  try {
+    answer = route.check_head(req);
+  } catch (const std::exception& e) {
+    ops::logger().error("event=handler_exception id={} remote={} handler=http_head_check path={} what=\"{}\"", id_,
+                        remote_address_, req.path, e.what());
+    answer = HttpResponse{0, {}, {}, {}};  // answered 500 below
+  } catch (...) {
+    answer = HttpResponse{0, {}, {}, {}};
+  }
+  if (!answer) return false;
+  std::string response;
+  if (answer->status >= 100 && answer->status <= 599) response = make_http_response(*answer);
+  if (response.empty()) {
+    loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
+    ops::logger().error("event=http_route_failed remote={} path={} reason=\"head check failed\"", remote_address_,
+                        path_);
+    close_code_ = 1006;
+    close_reason_ = "head check failed";
+    respond_and_close(wire::make_error_response(500, "internal error"));
+    return true;
+  }
+  if (req.method == "HEAD") response.erase(response.find("\r\n\r\n") + 4);
+  close_code_ = 1006;
+  close_reason_ = "answered by the route's head check";
+  respond_and_close(response);  // the body, if any, is drained unread
+  return true;
+}
+
+void Connection::serve_route() {
+  HandshakeState& h = *handshake_;
+  RequestParser parser;
+  wire::UpgradeRequest up;
+  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len), up);  // parsed once already: cannot fail
+  std::vector<std::string> scratches;
+  HttpRequest req = make_request(up, remote_address_, scratches);
+  req.body = std::string_view(h.buf).substr(h.header_len);
+  req.content_length = h.body_len;
   std::string response;
   const char* failure = nullptr;
   try {

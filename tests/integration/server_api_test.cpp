@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -217,6 +218,23 @@ class Routes : public ::testing::Test {
          [](const conduit::HttpRequest&) -> conduit::HttpResponse { throw std::runtime_error("boom"); }});
     server_->add_route({"GET", "/healthz", conduit::PathMatch::Exact,
                         [](const conduit::HttpRequest&) { return text(200, "overridden\n"); }});
+    // Every method, a head check (key first, then its own 405) and a body cap
+    // above the server's 1000.
+    conduit::HttpRoute guarded{"*", "/guarded", conduit::PathMatch::Exact, [](const conduit::HttpRequest& r) {
+                                 return text(200, std::string(r.method) + " " + std::to_string(r.body.size()) + "/" +
+                                                      std::to_string(r.content_length));
+                               }};
+    guarded.check_head = [this](const conduit::HttpRequest& r) -> std::optional<conduit::HttpResponse> {
+      head_checks_++;
+      if (!r.body.empty()) return text(500, "the body must not be read yet");
+      if (r.header("X-Key") != "k") return conduit::HttpResponse{401, "application/json", {}, "{\"no\":1}"};
+      if (r.method == "DELETE") return text(405, "not this one " + std::to_string(r.content_length));
+      return std::nullopt;
+    };
+    guarded.max_body_bytes = 2000;
+    server_->add_route(std::move(guarded));
+    server_->add_route({"GET", "/guarded", conduit::PathMatch::Exact,
+                        [](const conduit::HttpRequest&) { return text(200, "the GET route"); }});
     server_->start();
   }
   void TearDown() override {
@@ -227,6 +245,7 @@ class Routes : public ::testing::Test {
   static std::string status_line(const std::string& r) { return r.substr(0, r.find("\r\n")); }
   static std::string body(const std::string& r) { return r.substr(r.find("\r\n\r\n") + 4); }
   std::unique_ptr<conduit::Server> server_;
+  std::atomic<int> head_checks_{0};
 };
 
 TEST_F(Routes, BodyInOneSegmentAndInSeveral) {
@@ -280,6 +299,44 @@ TEST_F(Routes, ExactBeforePrefixAndCustomStatusAndHeaders) {
   r = request({"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n"});                         // HEAD: GET's head, no body
   EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
   EXPECT_NE(r.find("\r\nContent-Length: 6\r\n"), std::string::npos);
+  EXPECT_EQ(body(r), "");
+}
+
+TEST_F(Routes, HeadCheckAnswersBeforeTheBodySizeIsJudged) {
+  const auto too_large = metric(*server_, "conduit_handshake_failures_total{reason=\"body_too_large\"}");
+  // No key and a body over every cap: the head check's 401, and the body is
+  // never sent nor read.
+  std::string r = request({"POST /guarded HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 401 Unauthorized");
+  EXPECT_NE(r.find("\r\nContent-Type: application/json\r\n"), std::string::npos);
+  EXPECT_EQ(body(r), "{\"no\":1}");
+  // With the key: above the server's 1000 but within the route's 2000.
+  r = request(
+      {"POST /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 1500\r\n\r\n" + std::string(1500, 'x')});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
+  EXPECT_EQ(body(r), "POST 1500/1500");
+  // Over the route's cap: the server's 413, after the head check passed.
+  r = request({"POST /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 2001\r\n\r\n"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 413 Payload Too Large");
+  EXPECT_EQ(metric(*server_, "conduit_handshake_failures_total{reason=\"body_too_large\"}"), too_large + 1);
+  EXPECT_EQ(head_checks_.load(), 3);
+}
+
+TEST_F(Routes, StarRouteTakesEveryMethodTheExactOneIsPreferred) {
+  std::string r = request({"PUT /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 2\r\n\r\nab"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");
+  EXPECT_EQ(body(r), "PUT 2/2");
+  r = request({"DELETE /guarded HTTP/1.1\r\nHost: x\r\nX-Key: k\r\nContent-Length: 3\r\n\r\nabc"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 405 Method Not Allowed");  // the route's own answer
+  EXPECT_EQ(body(r), "not this one 3");
+  EXPECT_EQ(r.find("\r\nAllow:"), std::string::npos);
+  // GET has a route of its own: the "*" route (and its check) is not asked.
+  const int checks = head_checks_.load();
+  EXPECT_EQ(body(request({"GET /guarded HTTP/1.1\r\nHost: x\r\n\r\n"})), "the GET route");
+  EXPECT_EQ(head_checks_.load(), checks);
+  // HEAD on the "*" route: the check's answer goes out without its body.
+  r = request({"HEAD /guarded HTTP/1.1\r\nHost: x\r\n\r\n"});
+  EXPECT_EQ(status_line(r), "HTTP/1.1 200 OK");  // HEAD is GET's: the GET route's head
   EXPECT_EQ(body(r), "");
 }
 
@@ -460,6 +517,71 @@ TEST(Groups, PublishReachesMembersOnEveryLoopOnly) {
   srv->broadcast("last");
   EXPECT_EQ(c[1]->next_data_or_close().payload, "last") << "a session that left still got the group's message";
   red.reset();  // the handle may go while the server runs
+  server.stop();
+  server.wait();
+}
+
+TEST(Groups, PublishCanLeaveOneMemberOut) {
+  conduit::Server* srv = nullptr;
+  std::unique_ptr<conduit::Group> room;
+  SessionLog log;
+  std::vector<conduit::SessionPtr> sessions;
+  conduit::ServerHandlers h = logging_handlers(log);
+  // "join"; "others:X": X to the room but the sender; "skip1:X": X to the
+  // room but client 1 (from this loop); "bcast:X"; "echo:X".
+  h.on_message = [&](conduit::Session& s, std::string_view d, conduit::MessageType) {
+    if (d == "join") {
+      room->join(s);
+      s.send("joined");
+    } else if (d.starts_with("others:")) {
+      room->publish(d.substr(7), conduit::MessageType::Text, &s);
+    } else if (d.starts_with("skip1:")) {
+      room->publish(d.substr(6), conduit::MessageType::Text, sessions[1].get());
+    } else if (d.starts_with("bcast:")) {
+      srv->broadcast(d.substr(6));
+    } else if (d.starts_with("echo:")) {
+      s.send(d.substr(5));
+    }
+  };
+  conduit::Server server(test_options(2), std::move(h));
+  srv = &server;
+  room = std::make_unique<conduit::Group>(server);
+  server.start();
+  std::vector<std::unique_ptr<RawClient>> c;
+  for (int i = 0; i < 4; ++i) {
+    c.push_back(std::make_unique<RawClient>(server.port()));  // loops 0, 1, 0, 1
+    sessions.push_back(log.wait_open(static_cast<std::size_t>(i)));
+    c[i]->send_text("join");
+    ASSERT_EQ(c[i]->next_data_or_close().payload, "joined");
+  }
+  ASSERT_NE(sessions[0]->loop_index(), sessions[1]->loop_index());
+  ASSERT_EQ(sessions[0]->loop_index(), sessions[2]->loop_index());
+
+  // From the sender's loop: the others get it, on both loops; the sender's
+  // next message is what it asked for after (its own would have come first).
+  c[0]->send_text("others:from 0");
+  c[0]->send_text("echo:done");
+  EXPECT_EQ(c[0]->next_data_or_close().payload, "done");
+  for (int i : {1, 2, 3}) EXPECT_EQ(c[i]->next_data_or_close().payload, "from 0") << "client " << i;
+
+  // From another loop than the one left out (its run crosses loops).
+  c[2]->send_text("skip1:from 2");
+  c[2]->send_text("bcast:marker 2");
+  EXPECT_EQ(c[1]->next_data_or_close().payload, "marker 2");
+  for (int i : {0, 2, 3}) {
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "from 2") << "client " << i;
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "marker 2") << "client " << i;
+  }
+
+  // From a thread that is none of the loops.
+  room->publish("from outside", conduit::MessageType::Text, sessions[3].get());
+  srv->broadcast("marker 3");
+  EXPECT_EQ(c[3]->next_data_or_close().payload, "marker 3");
+  for (int i : {0, 1, 2}) {
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "from outside") << "client " << i;
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "marker 3") << "client " << i;
+  }
+  sessions.clear();
   server.stop();
   server.wait();
 }

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -150,7 +152,7 @@ class TempFile {
 TEST(LoadConfig, DefaultsMatchServerOptions) {
   DaemonConfig c = load_config({});
   const conduit::ServerOptions o;
-  EXPECT_EQ(c.mode, ServerMode::Echo);
+  EXPECT_EQ(c.mode, ServerMode::Pubsub);
   EXPECT_EQ(c.server.host, "127.0.0.1");
   EXPECT_EQ(c.server.port, 8080);
   EXPECT_EQ(c.server.max_connections, o.max_connections);
@@ -176,6 +178,8 @@ TEST(LoadConfig, DefaultsMatchServerOptions) {
 
 TEST(LoadConfig, RelayModeAndMetricsListen) {
   EXPECT_EQ(load_config(sets({{"server.mode", "relay"}})).mode, ServerMode::Relay);
+  EXPECT_EQ(load_config(sets({{"server.mode", "echo"}})).mode, ServerMode::Echo);
+  EXPECT_EQ(load_config(sets({{"server.mode", "pubsub"}})).mode, ServerMode::Pubsub);
   EXPECT_EQ(error_key(sets({{"server.mode", "chat"}})), "server.mode");
   DaemonConfig c = load_config(sets({{"metrics.listen", "127.0.0.1:9100"}}));
   EXPECT_EQ(c.server.metrics_host, "127.0.0.1");
@@ -349,7 +353,8 @@ TEST(LoadConfig, TlsCertAndKeyMustComeTogether) {
 
 TEST(LoadConfig, EmbeddedDefaultsNameEveryDocumentedSection) {
   std::string_view d = conduit::default_config_toml();
-  for (const char* section : {"[server]", "[limits]", "[heartbeat]", "[compression]", "[metrics]", "[tls]", "[log]"}) {
+  for (const char* section : {"[server]", "[limits]", "[heartbeat]", "[compression]", "[metrics]", "[tls]", "[log]",
+                              "[channels]", "[api]", "[auth]"}) {
     EXPECT_NE(d.find(section), std::string_view::npos) << section;
   }
 }
@@ -425,6 +430,276 @@ TEST(ToToml, EveryChangedKeyRoundTrips) {
   EXPECT_EQ(back.server.heartbeat.pong_timeout, Duration(3'600'000));
   EXPECT_EQ(back.mode, ServerMode::Relay);
   EXPECT_EQ(back.log_level, conduit::LogLevel::warn);
+}
+
+// ---------------------------------------------------------------- channels, api, auth
+
+TEST(ChannelsConfig, DefaultsAreTheLibraryDefaults) {
+  const DaemonConfig c = load_config({});
+  const conduit::ChannelOptions lib;
+  const conduit::ChannelServiceOptions service;
+  const conduit::ChannelOptions& d = c.pubsub.channels.defaults;
+  EXPECT_EQ(d.history_size, 100u);
+  EXPECT_EQ(d.history_size, lib.history_size);
+  EXPECT_EQ(d.history_ttl, std::chrono::minutes(5));
+  EXPECT_EQ(d.history_ttl, lib.history_ttl);
+  EXPECT_EQ(d.max_subscriptions_per_connection, 128u);
+  EXPECT_EQ(d.max_subscriptions_per_connection, lib.max_subscriptions_per_connection);
+  EXPECT_EQ(d.max_channel_length, 255u);
+  EXPECT_EQ(d.max_channel_length, lib.max_channel_length);
+  EXPECT_TRUE(c.pubsub.channels.namespaces.empty());
+  EXPECT_EQ(c.pubsub.api_key, "");
+  EXPECT_EQ(c.pubsub.api_max_body_bytes, 65536u);
+  EXPECT_EQ(c.pubsub.api_max_body_bytes, service.api_max_body_bytes);
+  EXPECT_EQ(c.pubsub.jwt_secret, "");
+  EXPECT_EQ(c.jwt_secret_file, "");
+  EXPECT_EQ(c.pubsub.jwt_leeway, std::chrono::seconds(0));
+  EXPECT_EQ(c.pubsub.publish_rate, 0.0);
+}
+
+TEST(ChannelsConfig, EveryKeyIsApplied) {
+  const DaemonConfig c = load_config(sets({
+      {"channels.history_size", "0"},
+      {"channels.history_ttl", "90s"},
+      {"channels.max_subscriptions_per_connection", "3"},
+      {"channels.max_channel_length", "64"},
+      {"api.key", "s3cret-Key"},
+      {"api.max_body_bytes", "1MiB"},
+      {"auth.jwt_secret", "hmac secret with spaces"},
+      {"auth.leeway", "30s"},
+      {"limits.publish_rate", "2.5"},
+  }));
+  const conduit::ChannelOptions& d = c.pubsub.channels.defaults;
+  EXPECT_EQ(d.history_size, 0u);
+  EXPECT_EQ(d.history_ttl, std::chrono::seconds(90));
+  EXPECT_EQ(d.max_subscriptions_per_connection, 3u);
+  EXPECT_EQ(d.max_channel_length, 64u);
+  EXPECT_EQ(c.pubsub.api_key, "s3cret-Key");
+  EXPECT_EQ(c.pubsub.api_max_body_bytes, 1048576u);
+  EXPECT_EQ(c.pubsub.jwt_secret, "hmac secret with spaces");
+  EXPECT_EQ(c.pubsub.jwt_leeway, std::chrono::seconds(30));
+  EXPECT_EQ(c.pubsub.publish_rate, 2.5);
+  EXPECT_EQ(load_config(sets({{"limits.publish_rate", "100"}})).pubsub.publish_rate, 100.0);
+  EXPECT_EQ(load_config(sets({{"channels.history_ttl", "0s"}})).pubsub.channels.defaults.history_ttl.count(), 0);
+}
+
+TEST(ChannelsConfig, BadValuesNameTheKey) {
+  struct Case {
+    const char* key;
+    const char* value;
+  } cases[] = {
+      {"channels.history_size", "-1"},
+      {"channels.history_size", "1000001"},
+      {"channels.history_size", "lots"},
+      {"channels.history_ttl", "300"},  // no unit
+      {"channels.history_ttl", "-5m"},
+      {"channels.max_subscriptions_per_connection", "0"},
+      {"channels.max_channel_length", "0"},
+      {"channels.max_channel_length", "4097"},
+      {"api.key", "has space"},
+      {"api.key", "tab\tkey"},
+      {"api.max_body_bytes", "0"},
+      {"api.max_body_bytes", "2GiB"},
+      {"api.max_body_bytes", "big"},
+      {"auth.leeway", "1500ms"},  // token times are whole seconds
+      {"auth.leeway", "5"},
+      {"limits.publish_rate", "-1"},
+      {"limits.publish_rate", "fast"},
+      {"limits.publish_rate", "1000001"},
+      {"limits.publish_rate", "nan"},
+  };
+  for (const Case& c : cases) {
+    std::string msg;
+    EXPECT_EQ(error_key(sets({{c.key, c.value}}), &msg), c.key) << c.key << "=" << c.value;
+    EXPECT_NE(msg.find(c.key), std::string::npos) << "message must name the key: " << msg;
+  }
+}
+
+TEST(ChannelsConfig, NamespacesFromFileOverrideOnlyWhatTheySet) {
+  TempFile f(R"([channels]
+history_size = 50
+
+[channels.namespaces.chat]
+history_size = 0
+max_subscriptions_per_connection = 10
+
+[channels.namespaces.metrics]
+history_ttl = "10s"
+max_channel_length = 32
+
+[channels.namespaces."user.events"]
+
+[channels.namespaces]
+inline = { history_size = 7 }
+)");
+  ConfigSources s;
+  s.file = f.path();
+  const DaemonConfig c = load_config(s);
+  const conduit::ChannelConfig& cc = c.pubsub.channels;
+  EXPECT_EQ(cc.defaults.history_size, 50u);
+  ASSERT_EQ(cc.namespaces.size(), 4u);
+  const auto& chat = cc.namespaces.at("chat");
+  EXPECT_EQ(chat.history_size, std::optional<std::size_t>(0));
+  EXPECT_EQ(chat.max_subscriptions_per_connection, std::optional<std::size_t>(10));
+  EXPECT_FALSE(chat.history_ttl.has_value());
+  EXPECT_FALSE(chat.max_channel_length.has_value());
+  const auto& metrics = cc.namespaces.at("metrics");
+  EXPECT_EQ(metrics.history_ttl, std::optional<std::chrono::milliseconds>(std::chrono::seconds(10)));
+  EXPECT_EQ(metrics.max_channel_length, std::optional<std::size_t>(32));
+  EXPECT_FALSE(metrics.history_size.has_value());
+  // Declared without overrides: the namespace exists and changes nothing.
+  const auto& events = cc.namespaces.at("user.events");
+  EXPECT_FALSE(events.history_size || events.history_ttl || events.max_subscriptions_per_connection ||
+               events.max_channel_length);
+  EXPECT_EQ(cc.namespaces.at("inline").history_size, std::optional<std::size_t>(7));
+}
+
+TEST(ChannelsConfig, NamespaceKeysFromSet) {
+  const DaemonConfig c = load_config(sets({
+      {"channels.namespaces.chat.history_size", "0"},
+      {"channels.namespaces.chat.history_ttl", "1m"},
+      {"channels.namespaces.a.b.max_channel_length", "20"},  // the name may hold dots; the key never does
+  }));
+  const auto& ns = c.pubsub.channels.namespaces;
+  ASSERT_EQ(ns.size(), 2u);
+  EXPECT_EQ(ns.at("chat").history_size, std::optional<std::size_t>(0));
+  EXPECT_EQ(ns.at("chat").history_ttl, std::optional<std::chrono::milliseconds>(std::chrono::minutes(1)));
+  EXPECT_EQ(ns.at("a.b").max_channel_length, std::optional<std::size_t>(20));
+}
+
+TEST(ChannelsConfig, NamespaceErrorsNameTheKey) {
+  std::string msg;
+  // Values are checked as in [channels].
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.chat.history_size", "-3"}}), &msg),
+            "channels.namespaces.chat.history_size");
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.chat.history_ttl", "10"}}), &msg),
+            "channels.namespaces.chat.history_ttl");
+  EXPECT_NE(msg.find("unit is missing"), std::string::npos) << msg;
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.chat.max_subscriptions_per_connection", "0"}})),
+            "channels.namespaces.chat.max_subscriptions_per_connection");
+  // An unknown key suggests the namespace key it resembles.
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.chat.history_sise", "1"}}), &msg),
+            "channels.namespaces.chat.history_sise");
+  EXPECT_NE(msg.find("did you mean channels.namespaces.chat.history_size?"), std::string::npos) << msg;
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.chat.listen", "1"}}), &msg), "channels.namespaces.chat.listen");
+  EXPECT_EQ(msg.find("did you mean"), std::string::npos) << msg;
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.history_size", "1"}}), &msg), "channels.namespaces.history_size");
+  // Names: non-empty channel-name characters, no ':'.
+  EXPECT_EQ(error_key(sets({{"channels.namespaces.a:b.history_size", "1"}}), &msg), "channels.namespaces.a:b");
+  EXPECT_NE(msg.find("bad namespace name"), std::string::npos) << msg;
+  for (const char* text :
+       {"[channels.namespaces.\"\"]\nhistory_size = 1\n", "[channels.namespaces.\"a b\"]\nhistory_size = 1\n",
+        "[channels.namespaces.\"chat:*\"]\nhistory_size = 1\n"}) {
+    TempFile f(text);
+    ConfigSources s;
+    s.file = f.path();
+    EXPECT_EQ(error_key(s, &msg).rfind("channels.namespaces.", 0), 0u) << text;
+    EXPECT_NE(msg.find("bad namespace name"), std::string::npos) << msg;
+  }
+  // Shapes: namespaces are tables of tables.
+  TempFile flat("[channels]\nnamespaces = 3\n");
+  ConfigSources s;
+  s.file = flat.path();
+  EXPECT_EQ(error_key(s), "channels.namespaces");
+  TempFile leaf("[channels.namespaces]\nchat = 3\n");
+  s.file = leaf.path();
+  EXPECT_EQ(error_key(s), "channels.namespaces.chat");
+  TempFile typo("[channels.namespace.chat]\nhistory_size = 3\n");
+  s.file = typo.path();
+  EXPECT_EQ(error_key(s, &msg), "channels.namespace");
+  EXPECT_NE(msg.find("did you mean channels.namespaces?"), std::string::npos) << msg;
+  TempFile bad_key("[channels.namespaces.chat]\nhistroy_size = 3\n");
+  s.file = bad_key.path();
+  EXPECT_EQ(error_key(s, &msg), "channels.namespaces.chat.histroy_size");
+  EXPECT_NE(msg.find("did you mean channels.namespaces.chat.history_size?"), std::string::npos) << msg;
+}
+
+TEST(ChannelsConfig, ResolveAppliesTheConfiguredNamespace) {
+  const DaemonConfig c = load_config(sets({{"channels.history_size", "20"},
+                                           {"channels.namespaces.chat.history_size", "0"},
+                                           {"channels.namespaces.chat.max_channel_length", "40"}}));
+  const conduit::ChannelConfig& cc = c.pubsub.channels;
+  const conduit::ChannelOptions chat = cc.resolve("chat:lobby");
+  EXPECT_EQ(chat.history_size, 0u);
+  EXPECT_EQ(chat.max_channel_length, 40u);
+  EXPECT_EQ(chat.history_ttl, std::chrono::minutes(5));    // not overridden: [channels]
+  EXPECT_EQ(chat.max_subscriptions_per_connection, 128u);  // not overridden: [channels]
+  EXPECT_EQ(cc.resolve("news").history_size, 20u);         // no namespace
+  EXPECT_EQ(cc.resolve("chatter:x").history_size, 20u);    // an undeclared namespace
+  EXPECT_EQ(cc.resolve("chat").history_size, 20u);         // "chat" alone is in no namespace
+}
+
+TEST(AuthConfig, SecretFileIsReadWithoutTrailingNewline) {
+  TempFile secret("top-secret-value\r\n\n");
+  DaemonConfig c = load_config(sets({{"auth.jwt_secret_file", secret.path()}}));
+  EXPECT_EQ(c.pubsub.jwt_secret, "top-secret-value");
+  EXPECT_EQ(c.jwt_secret_file, secret.path());
+  TempFile inner("line one\nline two\n");  // only the trailing line break goes
+  EXPECT_EQ(load_config(sets({{"auth.jwt_secret_file", inner.path()}})).pubsub.jwt_secret, "line one\nline two");
+}
+
+TEST(AuthConfig, SecretFileErrors) {
+  std::string msg;
+  const std::string missing = "/nonexistent-conduit-dir/jwt.secret";
+  EXPECT_EQ(error_key(sets({{"auth.jwt_secret_file", missing}}), &msg), "auth.jwt_secret_file");
+  EXPECT_NE(msg.find(missing), std::string::npos) << msg;
+  EXPECT_NE(msg.find("No such file"), std::string::npos) << msg;
+  TempFile empty("\n");
+  EXPECT_EQ(error_key(sets({{"auth.jwt_secret_file", empty.path()}}), &msg), "auth.jwt_secret_file");
+  EXPECT_NE(msg.find("empty"), std::string::npos) << msg;
+  TempFile secret("x\n");
+  EXPECT_EQ(error_key(sets({{"auth.jwt_secret", "inline"}, {"auth.jwt_secret_file", secret.path()}}), &msg),
+            "auth.jwt_secret_file");
+  EXPECT_NE(msg.find("both set"), std::string::npos) << msg;
+  // The check is on the merged result: a later --set clearing one is fine.
+  EXPECT_EQ(
+      load_config(
+          sets({{"auth.jwt_secret", "inline"}, {"auth.jwt_secret_file", secret.path()}, {"auth.jwt_secret", "\"\""}}))
+          .pubsub.jwt_secret,
+      "x");
+}
+
+TEST(ToToml, ChannelsApiAuthRoundTrip) {
+  TempFile secret("from-file\n");
+  DaemonConfig c = load_config(sets({
+      {"server.mode", "pubsub"},
+      {"channels.history_size", "10"},
+      {"channels.history_ttl", "1.5s"},
+      {"channels.namespaces.chat.history_size", "0"},
+      {"channels.namespaces.user.events.history_ttl", "2m"},
+      {"channels.namespaces.empty.max_channel_length", "9"},
+      {"api.key", "k3y"},
+      {"api.max_body_bytes", "1KiB"},
+      {"auth.jwt_secret_file", secret.path()},
+      {"auth.leeway", "1m"},
+      {"limits.publish_rate", "0.5"},
+  }));
+  const std::string text = conduit::to_toml(c);
+  EXPECT_NE(text.find("mode = \"pubsub\""), std::string::npos) << text;
+  EXPECT_NE(text.find("history_ttl = \"1500ms\""), std::string::npos) << text;
+  EXPECT_NE(text.find("[channels.namespaces.chat]\nhistory_size = 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("[channels.namespaces.\"user.events\"]\nhistory_ttl = \"2m\"\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("publish_rate = 0.5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("max_body_bytes = 1024\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("leeway = \"1m\"\n"), std::string::npos) << text;
+  // The file's path is printed, never the secret read from it.
+  EXPECT_NE(text.find("jwt_secret_file = \"" + secret.path() + "\""), std::string::npos) << text;
+  EXPECT_EQ(text.find("from-file"), std::string::npos) << text;
+  TempFile f(text);
+  ConfigSources s;
+  s.file = f.path();
+  const DaemonConfig back = load_config(s);
+  EXPECT_EQ(conduit::to_toml(back), text);
+  EXPECT_EQ(back.pubsub.jwt_secret, "from-file");
+  EXPECT_EQ(back.pubsub.publish_rate, 0.5);
+  EXPECT_EQ(back.pubsub.channels.namespaces.size(), 3u);
+  EXPECT_EQ(back.pubsub.channels.namespaces.at("user.events").history_ttl,
+            std::optional<std::chrono::milliseconds>(std::chrono::minutes(2)));
+  // An inline secret round-trips as itself.
+  DaemonConfig inline_secret = load_config(sets({{"auth.jwt_secret", "abc"}, {"limits.publish_rate", "20"}}));
+  const std::string inline_text = conduit::to_toml(inline_secret);
+  EXPECT_NE(inline_text.find("jwt_secret = \"abc\""), std::string::npos) << inline_text;
+  EXPECT_NE(inline_text.find("publish_rate = 20\n"), std::string::npos) << inline_text;
 }
 
 }  // namespace

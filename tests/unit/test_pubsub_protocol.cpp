@@ -20,6 +20,7 @@ using conduit::pubsub::append_push;
 using conduit::pubsub::append_recovery_failed_push;
 using conduit::pubsub::append_subscribe_recovery_result;
 using conduit::pubsub::append_subscribe_result;
+using conduit::pubsub::data_of_push;
 using conduit::pubsub::ErrorCode;
 using conduit::pubsub::Op;
 using conduit::pubsub::ParsedRequest;
@@ -307,6 +308,44 @@ TEST(PubsubProtocol, SurvivesGarbage) {
   EXPECT_GT(accepted, 0);
 }
 
+TEST(PubsubProtocol, PublishBodyOfTheHttpApi) {
+  RequestParser parser;
+  ParsedRequest r = parser.parse_publish_body(R"( {"data": [1, {"b": "x\"y"}] , "channel":"chat:lobby"} )");
+  ASSERT_TRUE(r.request) << r.error.message;
+  EXPECT_EQ(r.request->op, Op::publish);
+  EXPECT_EQ(r.request->id, 0u);
+  EXPECT_EQ(r.request->channel, "chat:lobby");
+  EXPECT_EQ(r.request->data, R"([1, {"b": "x\"y"}])");  // the bytes as sent
+  r = parser.parse_publish_body(R"({"channel":"n","data":12345678901234567890123})");
+  ASSERT_TRUE(r.request) << r.error.message;
+  EXPECT_EQ(r.request->data, "12345678901234567890123");
+  struct Case {
+    const char* body;
+    const char* message;
+  } cases[] = {
+      {"", "invalid JSON"},
+      {"{\"channel\":\"n\",\"data\":", "invalid JSON"},
+      {R"({"channel":"n","data":{"a":}})", "invalid JSON"},
+      {R"({"channel":"n","data":1} trailing)", "invalid JSON"},
+      {R"({"channel":"n","data":1}{})", "invalid JSON"},
+      {R"([1])", "the body must be a JSON object"},
+      {R"("text")", "the body must be a JSON object"},
+      {R"({"data":1})", "missing field \"channel\" in publish"},
+      {R"({"channel":"n"})", "missing field \"data\" in publish"},
+      {R"({"channel":"n","data":1,"id":1})", "unknown field \"id\" in publish"},
+      {R"({"channel":"n","data":1,"extra":true})", "unknown field \"extra\" in publish"},
+      {R"({"channel":5,"data":1})", "\"channel\" must be a string"},
+      {R"({"channel":"n","channel":"m","data":1})", "duplicate field \"channel\" in publish"},
+  };
+  for (const Case& c : cases) {
+    r = parser.parse_publish_body(c.body);
+    EXPECT_FALSE(r.request) << c.body;
+    EXPECT_EQ(r.error.code, ErrorCode::bad_request) << c.body;
+    EXPECT_FALSE(r.error.id) << c.body;
+    EXPECT_EQ(r.error.message, c.message) << c.body;
+  }
+}
+
 // ---- builders ---------------------------------------------------------------
 
 TEST(PubsubProtocol, BuildsPushesAroundRawData) {
@@ -318,6 +357,16 @@ TEST(PubsubProtocol, BuildsPushesAroundRawData) {
   append_publication(publication, "news", 58, "e1", R"({"a" : 1})");
   EXPECT_EQ(publication_of_push(push), publication);
   EXPECT_EQ(publication_of_push("{}"), "");
+}
+
+TEST(PubsubProtocol, DataOfAPushIsThePublishedBytes) {
+  for (const char* data : {R"({"a" : 1})", "null", "\"x,\\\"data\\\":1\"", R"([{"data":2},"}"])", "-1.5e3"}) {
+    std::string push;
+    append_push(push, "chat:room/7", 3, "e1", data);
+    EXPECT_EQ(data_of_push(push), data) << push;
+  }
+  EXPECT_EQ(data_of_push("{}"), "");
+  EXPECT_EQ(data_of_push(R"({"push":{"channel":"a","recovery_failed":{"offset":1,"epoch":"e"}}})"), "");
 }
 
 TEST(PubsubProtocol, BuildsReplies) {

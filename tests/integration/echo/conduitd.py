@@ -43,9 +43,10 @@ GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class Conduitd:
-    """A conduitd child process. Use as a context manager."""
+    """A conduitd child process. Use as a context manager. The tests here speak raw WebSocket to an
+    echo server, so the mode is echo unless given (mode=None: conduitd's own default, pubsub)."""
 
-    def __init__(self, *args, sets=None, mode=None):
+    def __init__(self, *args, sets=None, mode="echo"):
         self.args = list(args)
         self.sets = dict(sets or {})
         self.mode = mode

@@ -168,6 +168,28 @@ class Durations(unittest.TestCase):
 
 
 class PrintConfig(unittest.TestCase):
+    def test_default_mode_is_pubsub_with_channels_api_and_auth(self):
+        status, out, err = run_split(["--set", "channels.namespaces.chat.history_size=0", "--print-config"])
+        self.assertEqual(status, 0, err)
+        merged = tomllib.loads(out)
+        self.assertEqual(merged["server"]["mode"], "pubsub")
+        self.assertEqual(merged["channels"]["history_size"], 100)
+        self.assertEqual(merged["channels"]["history_ttl"], "5m")
+        self.assertEqual(merged["channels"]["max_subscriptions_per_connection"], 128)
+        self.assertEqual(merged["channels"]["max_channel_length"], 255)
+        self.assertEqual(merged["channels"]["namespaces"], {"chat": {"history_size": 0}})
+        self.assertEqual(merged["api"], {"key": "", "max_body_bytes": 65536})
+        self.assertEqual(merged["auth"], {"jwt_secret": "", "jwt_secret_file": "", "leeway": "0s"})
+        self.assertEqual(merged["limits"]["publish_rate"], 0)
+
+    def test_unreadable_jwt_secret_file_stops_the_start(self):
+        missing = os.path.join(tempfile.gettempdir(), "conduit-no-such-dir", "jwt.secret")
+        status, out, err = run_split(["--set", f"auth.jwt_secret_file={missing}", "--check"])
+        self.assertEqual(status, 2, out + err)
+        self.assertIn("auth.jwt_secret_file", err)
+        self.assertIn(missing, err)
+        self.assertEqual(out, "")
+
     def test_prints_defaults_file_and_set_merged(self):
         path = temp_toml(self, '[server]\nmax_connections = 50\nmode = "relay"\n\n[limits]\nsend_queue_bytes = "64KiB"\n')
         status, out, err = run_split(["--config", path, "--set", "server.max_connections=70",

@@ -296,7 +296,7 @@ class Logs(unittest.TestCase):
             busy.bind(("127.0.0.1", 0))
             busy.listen(1)
             port = busy.getsockname()[1]
-            status, out, err = run_split(["--listen", f"127.0.0.1:{port}", "--set", "log.format=json"])
+            status, out, err = run_split(["--mode", "echo", "--listen", f"127.0.0.1:{port}", "--set", "log.format=json"])
         self.assertEqual(status, 1, err)
         self.assertNotIn("listening on", out)
         objs = [json.loads(l) for l in err.splitlines()]
