@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "conduit/config.hpp"
+#include "conduit/group.hpp"
 #include "conduit/log.hpp"
 #include "conduit/pubsub.hpp"
 #include "conduit/server.hpp"
@@ -55,41 +56,55 @@ SIGTERM/SIGINT: graceful shutdown (close 1001, drain up to server.shutdown_grace
 Exit status: 0 clean shutdown, 1 runtime failure, 2 configuration error.
 )";
 
-// Relay mode: sessions are grouped by request path (the query is ignored); a
-// message goes to every other open session of the sender's group, in order per
-// sender. The map is only touched on open, close and to copy a group.
-class Rooms {
+// Relay mode: one conduit::Group per request path (the query is ignored). A
+// message is published to the sender's room with the sender left out: framed
+// once and shared by the room's other members, on every loop, in order per
+// sender, with no lock and no copy of the room per message. The map from
+// path to room is only touched when a session opens and when a room's last
+// session is gone; each session holds its room (Session::user_data).
+class RelayRooms {
  public:
+  explicit RelayRooms(conduit::Server& server) : server_(server) {}
+
+  // On the session's loop, from on_open.
   void join(conduit::Session& s) {
-    std::lock_guard lock(mu_);
-    rooms_[room_of(s)].push_back(s.shared());
-  }
-  void leave(conduit::Session& s) {
-    std::lock_guard lock(mu_);
-    auto it = rooms_.find(room_of(s));
-    if (it == rooms_.end()) return;
-    auto& members = it->second;
-    members.erase(std::remove_if(members.begin(), members.end(), [&](const auto& m) { return m.get() == &s; }),
-                  members.end());
-    if (members.empty()) rooms_.erase(it);
-  }
-  void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
-    thread_local std::vector<conduit::SessionPtr> peers;
+    std::string path = s.path().substr(0, s.path().find('?'));
+    std::shared_ptr<Room> room;
     {
       std::lock_guard lock(mu_);
-      auto it = rooms_.find(room_of(from));
-      if (it != rooms_.end()) peers = it->second;
+      std::weak_ptr<Room>& slot = rooms_[path];
+      room = slot.lock();
+      if (!room) {
+        room = std::make_shared<Room>(*this, std::move(path));
+        slot = room;
+      }
     }
-    for (const auto& p : peers) {
-      if (p.get() != &from) p->send(data, type);
-    }
-    peers.clear();
+    room->group.join(s);
+    s.user_data = room;
+  }
+
+  static void relay(conduit::Session& from, std::string_view data, conduit::MessageType type) {
+    static_cast<Room*>(from.user_data.get())->group.publish(data, type, &from);
   }
 
  private:
-  static std::string room_of(const conduit::Session& s) { return s.path().substr(0, s.path().find('?')); }
+  struct Room {
+    Room(RelayRooms& rooms, std::string path) : owner(rooms), path(std::move(path)), group(rooms.server_) {}
+    // The last session holding the room is gone: forget the path, unless a
+    // new room for it was made meanwhile (then the slot is not expired).
+    ~Room() {
+      std::lock_guard lock(owner.mu_);
+      auto it = owner.rooms_.find(path);
+      if (it != owner.rooms_.end() && it->second.expired()) owner.rooms_.erase(it);
+    }
+    RelayRooms& owner;
+    std::string path;
+    conduit::Group group;
+  };
+
+  conduit::Server& server_;
   std::mutex mu_;
-  std::unordered_map<std::string, std::vector<conduit::SessionPtr>> rooms_;
+  std::unordered_map<std::string, std::weak_ptr<Room>> rooms_;
 };
 
 // Once the configuration is loaded, the daemon's own notices go where the
@@ -188,6 +203,7 @@ int main(int argc, char** argv) {
   // pubsub: built once the server exists (it adds routes, hooks and metrics
   // to it), before start(); the handlers forward to it.
   std::unique_ptr<conduit::ChannelService> service;
+  std::unique_ptr<RelayRooms> relay;  // relay: built once the server exists, before start()
   conduit::ServerHandlers handlers;
   if (cfg.mode == conduit::ServerMode::Pubsub) {
     handlers.on_upgrade = [&service](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
@@ -204,12 +220,8 @@ int main(int argc, char** argv) {
       srv->broadcast(data, type);
     };
   } else {
-    auto rooms = std::make_shared<Rooms>();
-    handlers.on_open = [rooms](conduit::Session& s) { rooms->join(s); };
-    handlers.on_close = [rooms](conduit::Session& s, std::uint16_t, std::string_view) { rooms->leave(s); };
-    handlers.on_message = [rooms](conduit::Session& s, std::string_view data, conduit::MessageType type) {
-      rooms->relay(s, data, type);
-    };
+    handlers.on_open = [&relay](conduit::Session& s) { relay->join(s); };
+    handlers.on_message = &RelayRooms::relay;
   }
   try {
     server = std::make_unique<conduit::Server>(cfg.server, std::move(handlers));
@@ -237,6 +249,7 @@ int main(int argc, char** argv) {
            name + " received, shutting down (again to exit at once)");
     srv->stop();
   });
+  if (cfg.mode == conduit::ServerMode::Relay) relay = std::make_unique<RelayRooms>(*server);
   // After the signals are blocked: the service starts a thread of its own
   // (token expiry), which must inherit the mask like the loops.
   if (cfg.mode == conduit::ServerMode::Pubsub) {

@@ -52,8 +52,9 @@ class Group {
   void leave(Session& session);
   // Sends data to every member on every loop, framed once. Any thread. From a
   // loop thread the local members have it queued when publish returns, the
-  // other loops' members at the end of the current batch.
-  void publish(std::string_view data, MessageType type = MessageType::Text);
+  // other loops' members at the end of the current batch. `except`, when
+  // given, is left out (e.g. the member that sent the data: "to the others").
+  void publish(std::string_view data, MessageType type = MessageType::Text, const Session* except = nullptr);
   // Members over all loops (a snapshot: joins and leaves are counted as they
   // happen on their loops).
   std::size_t size() const noexcept;

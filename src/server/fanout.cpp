@@ -52,7 +52,7 @@ FanOut::~FanOut() {
 }
 
 void FanOut::deliver(GroupState& group, net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end,
-                     std::uint32_t messages) {
+                     std::uint32_t messages, const Session* except) {
   // Compressed copies of this run, one per compression setting whose output
   // carries no per-peer context (built on first use, shared like buf).
   struct CompressedRun {
@@ -61,7 +61,7 @@ void FanOut::deliver(GroupState& group, net::FrameBuffer* buf, std::uint32_t beg
   };
   std::vector<CompressedRun> compressed;
   group.sets[loop_.index()].for_each([&](Connection& c) {
-    if (c.state() != Connection::State::Open) return;
+    if (c.state() != Connection::State::Open || &c == except) return;
     if (!c.compressed()) {
       c.deliver_shared(buf, begin, end, messages);
       return;
@@ -109,7 +109,8 @@ net::FrameBuffer* FanOut::compress_run(wire::PerMessageDeflate& deflate, const s
   return out;
 }
 
-void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type) {
+void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type,
+                     const Session* except) {
   // Members join and leave on their own loops; a publication that does not
   // see a concurrent join is simply ordered before it.
   if (group->members.load(std::memory_order_relaxed) == 0) return;
@@ -122,19 +123,20 @@ void FanOut::publish(const std::shared_ptr<GroupState>& group, std::string_view 
   batch_->size += static_cast<std::uint32_t>(
       wire::write_unmasked_frame(batch_->data() + begin, opcode_of(type), false, data.data(), data.size()));
   const std::uint32_t end = batch_->size;
-  if (!group->sets[loop_.index()].empty()) deliver(*group, batch_, begin, end, 1);
+  if (!group->sets[loop_.index()].empty()) deliver(*group, batch_, begin, end, 1, except);
   auto& loops = loop_.core().loops();
   if (loops.size() < 2) return;
   if (outbox_.size() != loops.size()) outbox_.resize(loops.size());
   for (std::size_t i = 0; i < outbox_.size(); ++i) {
     if (i == loop_.index() || group->sets[i].size() == 0) continue;
     auto& box = outbox_[i];
-    if (!box.empty() && box.back().buf == batch_ && box.back().end == begin && box.back().group == group) {
+    if (!box.empty() && box.back().buf == batch_ && box.back().end == begin && box.back().group == group &&
+        box.back().except == except) {
       box.back().end = end;
       ++box.back().messages;
     } else {
       batch_->add_ref();
-      box.push_back({batch_, begin, end, 1, group});
+      box.push_back({batch_, begin, end, 1, group, except});
     }
   }
 }
@@ -148,7 +150,7 @@ bool FanOut::hand_off() {
     Loop* dest = loops[i].get();
     dest->post([dest, runs = std::move(outbox_[i])] {
       for (const FrameRun& r : runs) {
-        dest->fanout().deliver(*r.group, r.buf, r.begin, r.end, r.messages);
+        dest->fanout().deliver(*r.group, r.buf, r.begin, r.end, r.messages, r.except);
         r.buf->release();
       }
     });
@@ -158,7 +160,7 @@ bool FanOut::hand_off() {
 }
 
 void publish_from_outside(ServerCore& core, const std::shared_ptr<GroupState>& group, std::string_view data,
-                          MessageType type) {
+                          MessageType type, const Session* except) {
   if (group->members.load(std::memory_order_relaxed) == 0) return;
   const std::size_t total = wire::unmasked_frame_size(data.size());
   net::FrameBuffer* buf = net::FrameBuffer::create(total);
@@ -168,8 +170,8 @@ void publish_from_outside(ServerCore& core, const std::shared_ptr<GroupState>& g
     Loop* loop = l.get();
     if (group->sets[loop->index()].size() == 0) continue;
     buf->add_ref();
-    loop->post([loop, buf, group] {
-      loop->fanout().deliver(*group, buf, 0, buf->size, 1);
+    loop->post([loop, buf, group, except] {
+      loop->fanout().deliver(*group, buf, 0, buf->size, 1, except);
       buf->release();
     });
   }

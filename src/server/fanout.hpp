@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "conduit/message.hpp"
+#include "conduit/session.hpp"
 #include "net/send_queue.hpp"
 
 namespace conduit::wire {
@@ -106,6 +107,7 @@ struct FrameRun {
   std::uint32_t end;
   std::uint32_t messages;
   std::shared_ptr<GroupState> group;
+  const Session* except;  // the member the run is not for (nullptr: none)
 };
 
 // One loop's fan-out state: its batch buffer and its outbox to other loops.
@@ -117,14 +119,17 @@ class FanOut {
   FanOut& operator=(const FanOut&) = delete;
 
   // Loop thread: frames data once and delivers it to every member of group
-  // on this loop now and on the other loops at the end of the batch.
-  void publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type);
+  // but `except` on this loop now and on the other loops at the end of the
+  // batch.
+  void publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type,
+               const Session* except = nullptr);
   // End of batch: one post per other loop with every run queued for it.
   // Returns false when there was nothing to hand off.
   bool hand_off();
-  // Delivers [begin, end) of buf (messages frames) to group's set here.
-  void deliver(GroupState& group, net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end,
-               std::uint32_t messages);
+  // Delivers [begin, end) of buf (messages frames) to group's set here,
+  // leaving out `except` when it is a member.
+  void deliver(GroupState& group, net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::uint32_t messages,
+               const Session* except = nullptr);
 
  private:
   net::FrameBuffer* compress_run(wire::PerMessageDeflate& deflate, const std::uint8_t* run, std::size_t len);
@@ -136,6 +141,6 @@ class FanOut {
 
 // From a thread that is none of the server's loops: frame once, post once per loop.
 void publish_from_outside(ServerCore& core, const std::shared_ptr<GroupState>& group, std::string_view data,
-                          MessageType type);
+                          MessageType type, const Session* except = nullptr);
 
 }  // namespace conduit::server

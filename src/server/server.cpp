@@ -82,7 +82,9 @@ void Group::leave(Session& session) {
   core_.post(c.loop_index(), [conn = c.shared_from_this(), state = state_] { conn->leave(*state); });
 }
 
-void Group::publish(std::string_view data, MessageType type) { core_.publish(state_, data, type); }
+void Group::publish(std::string_view data, MessageType type, const Session* except) {
+  core_.publish(state_, data, type, except);
+}
 
 std::size_t Group::size() const noexcept { return state_->members.load(std::memory_order_relaxed); }
 

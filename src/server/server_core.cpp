@@ -123,15 +123,16 @@ bool ServerCore::post(unsigned loop_index, std::function<void()> fn) {
   return true;
 }
 
-void ServerCore::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type) {
+void ServerCore::publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type,
+                         const Session* except) {
   net::EventLoop* current = net::EventLoop::current();
   for (auto& l : loops_) {
     if (l.get() == current) {
-      l->fanout().publish(group, data, type);
+      l->fanout().publish(group, data, type, except);
       return;
     }
   }
-  publish_from_outside(*this, group, data, type);
+  publish_from_outside(*this, group, data, type, except);
 }
 
 void ServerCore::start() {

@@ -48,7 +48,9 @@ class ServerCore {
   bool post(unsigned loop_index, std::function<void()> fn);
 
   // Any thread: frames data once and delivers it to every member of group.
-  void publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type);
+  // To every member of group but `except` (nullptr: none). Any thread.
+  void publish(const std::shared_ptr<GroupState>& group, std::string_view data, MessageType type,
+               const Session* except = nullptr);
   const std::shared_ptr<GroupState>& everyone() const noexcept { return everyone_; }
   std::string metrics_text() const;
 

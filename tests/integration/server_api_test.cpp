@@ -521,4 +521,69 @@ TEST(Groups, PublishReachesMembersOnEveryLoopOnly) {
   server.wait();
 }
 
+TEST(Groups, PublishCanLeaveOneMemberOut) {
+  conduit::Server* srv = nullptr;
+  std::unique_ptr<conduit::Group> room;
+  SessionLog log;
+  std::vector<conduit::SessionPtr> sessions;
+  conduit::ServerHandlers h = logging_handlers(log);
+  // "join"; "others:X": X to the room but the sender; "skip1:X": X to the
+  // room but client 1 (from this loop); "bcast:X"; "echo:X".
+  h.on_message = [&](conduit::Session& s, std::string_view d, conduit::MessageType) {
+    if (d == "join") {
+      room->join(s);
+      s.send("joined");
+    } else if (d.starts_with("others:")) {
+      room->publish(d.substr(7), conduit::MessageType::Text, &s);
+    } else if (d.starts_with("skip1:")) {
+      room->publish(d.substr(6), conduit::MessageType::Text, sessions[1].get());
+    } else if (d.starts_with("bcast:")) {
+      srv->broadcast(d.substr(6));
+    } else if (d.starts_with("echo:")) {
+      s.send(d.substr(5));
+    }
+  };
+  conduit::Server server(test_options(2), std::move(h));
+  srv = &server;
+  room = std::make_unique<conduit::Group>(server);
+  server.start();
+  std::vector<std::unique_ptr<RawClient>> c;
+  for (int i = 0; i < 4; ++i) {
+    c.push_back(std::make_unique<RawClient>(server.port()));  // loops 0, 1, 0, 1
+    sessions.push_back(log.wait_open(static_cast<std::size_t>(i)));
+    c[i]->send_text("join");
+    ASSERT_EQ(c[i]->next_data_or_close().payload, "joined");
+  }
+  ASSERT_NE(sessions[0]->loop_index(), sessions[1]->loop_index());
+  ASSERT_EQ(sessions[0]->loop_index(), sessions[2]->loop_index());
+
+  // From the sender's loop: the others get it, on both loops; the sender's
+  // next message is what it asked for after (its own would have come first).
+  c[0]->send_text("others:from 0");
+  c[0]->send_text("echo:done");
+  EXPECT_EQ(c[0]->next_data_or_close().payload, "done");
+  for (int i : {1, 2, 3}) EXPECT_EQ(c[i]->next_data_or_close().payload, "from 0") << "client " << i;
+
+  // From another loop than the one left out (its run crosses loops).
+  c[2]->send_text("skip1:from 2");
+  c[2]->send_text("bcast:marker 2");
+  EXPECT_EQ(c[1]->next_data_or_close().payload, "marker 2");
+  for (int i : {0, 2, 3}) {
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "from 2") << "client " << i;
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "marker 2") << "client " << i;
+  }
+
+  // From a thread that is none of the loops.
+  room->publish("from outside", conduit::MessageType::Text, sessions[3].get());
+  srv->broadcast("marker 3");
+  EXPECT_EQ(c[3]->next_data_or_close().payload, "marker 3");
+  for (int i : {0, 1, 2}) {
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "from outside") << "client " << i;
+    EXPECT_EQ(c[i]->next_data_or_close().payload, "marker 3") << "client " << i;
+  }
+  sessions.clear();
+  server.stop();
+  server.wait();
+}
+
 }  // namespace
