@@ -11,7 +11,7 @@
 namespace conduitd {
 namespace {
 
-// A file as served: its URL path(s), type, validator and cache policy.
+// One URL as served: the bytes of its file, their type and their validator.
 struct Page {
   std::string url;
   std::string_view content;
