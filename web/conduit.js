@@ -138,8 +138,10 @@ export class Conduit {
     this._stopped = true;
     clearTimeout(this._timer);
     this._timer = null;
+    // With a socket its onclose reports the end; without one (between
+    // attempts, or while a token function runs) it is reported here.
     if (this._ws) this._ws.close(code, reason);
-    else if (this.state !== "closed") this._setState("closed", { code, reason, reconnectIn: null });
+    else this._setState("closed", { code, reason, reconnectIn: null });
   }
 
   async _open() {
@@ -185,8 +187,8 @@ export class Conduit {
 
   _scheduleReconnect(code, reason) {
     // 3000 (token expired) needs a new token: only a token function can give one.
-    const give_up = this._stopped || (code === 3000 && typeof this.token !== "function");
-    if (give_up) {
+    const giveUp = this._stopped || (code === 3000 && typeof this.token !== "function");
+    if (giveUp) {
       this._stopped = true;
       this._setState("closed", { code, reason, reconnectIn: null });
       return;

@@ -108,12 +108,16 @@ await scenario("backoff: full jitter under an exponential bound", async () => {
   const delays = [];
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`only ${delays.length} attempts within ${TIMEOUT} ms`)), TIMEOUT);
-    client.on("closed", (e) => {
+    const off = client.on("closed", (e) => {
       delays.push(e.reconnectIn);
-      if (delays.length === 10) { clearTimeout(timer); resolve(); }
+      if (delays.length === 10) { off(); clearTimeout(timer); resolve(); }
     });
   });
+  // close() between attempts ends the client and says so.
+  const final = waitEvent(client, "closed");
   client.close();
+  check((await final).reconnectIn === null, "close() between attempts did not report reconnectIn null");
+  check(client.state === "closed", `state ${client.state} after close()`);
   delays.forEach((d, n) => {
     const bound = Math.min(maxDelay, minDelay * 2 ** n);
     check(Number.isInteger(d) && d >= 0 && d < bound, `delay ${n + 1} = ${d}, outside [0, ${bound})`);
