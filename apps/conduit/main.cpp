@@ -483,7 +483,7 @@ int run_send(const ConnectionFlags& flags, const std::string& message_argument, 
 
 int main(int argc, char** argv) {
   using namespace conduit::cli;
-  CLI::App app{"conduit: WebSocket client, one-shot sender and load generator"};
+  CLI::App app{"conduit: WebSocket client, one-shot sender, channels (sub, pub, token) and load generator"};
   app.footer(exit_codes_help);
   app.require_subcommand(1);
   const std::string commit = CONDUIT_GIT_COMMIT;
@@ -528,6 +528,7 @@ int main(int argc, char** argv) {
   send->footer(exit_codes_help);
 
   auto run_bench = add_bench_commands(app);
+  auto run_channels = add_channel_commands(app);
 
   try {
     app.parse(argc, argv);
@@ -537,6 +538,8 @@ int main(int argc, char** argv) {
   }
   if (connect->parsed()) return run_connect(connect_flags, connect_settings);
   if (send->parsed()) return run_send(send_flags, message, wait_count, timeout, binary);
+  const int channels_status = run_channels();
+  if (channels_status >= 0) exit_now(channels_status);
   const int bench_status = run_bench();
   if (bench_status >= 0) return bench_status;
   std::fputs(app.help().c_str(), stderr);

@@ -27,6 +27,7 @@
 #include "conduit/signals.hpp"
 #include "conduit/version.hpp"
 #include "conduit_build_commit.hpp"
+#include "web_site.hpp"
 
 namespace {
 
@@ -227,6 +228,7 @@ int main(int argc, char** argv) {
     }
     config_error("", std::string(what));
   }
+  if (cfg.web_enabled) conduitd::add_web_routes(*server);
   if (check_only) {
     // Everything a start would check short of binding: keys, values, TLS files.
     std::printf("configuration ok\n");

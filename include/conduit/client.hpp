@@ -75,6 +75,13 @@ struct ClientOptions {
   // after the next open. 0 = send() fails with offline_queue_full while offline.
   // Default 1 MiB.
   std::size_t offline_queue_bytes = 1u << 20;
+  // Messages accepted by send() but not yet written when a connection ends go
+  // out first on the next connection (true, default: nothing accepted is lost
+  // to a reconnect). false drops them instead: for a protocol layer that
+  // rebuilds its state after each open (conduit::ChannelClient re-subscribes
+  // with its own position), to which a request replayed from the previous
+  // connection would be stale.
+  bool resend_unsent = true;
   // Payload bytes accepted by send() and not yet handed to the socket while open;
   // beyond it send() fails with send_queue_full. Default 16 MiB.
   std::size_t send_queue_bytes = 16u << 20;

@@ -46,6 +46,9 @@ struct DaemonConfig {
   // auth.jwt_secret_file as configured ("" = none); kept so that to_toml
   // prints the path rather than the secret read from it.
   std::string jwt_secret_file;
+  // web.enabled: serve the pages built into conduitd (the chat at /, the
+  // dashboard, the JavaScript client) and the /stats JSON the dashboard reads.
+  bool web_enabled = true;
   LogLevel log_level = LogLevel::info;
   LogFormat log_format = LogFormat::text;
 };

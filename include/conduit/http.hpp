@@ -43,10 +43,16 @@ struct HttpRequest {
 struct HttpResponse {
   unsigned status = 200;
   std::string content_type = "text/plain";
-  // Extra header lines, e.g. {"Retry-After", "5"}. Content-Length,
-  // Cache-Control: no-store and Connection: close are always added.
+  // Extra header lines, e.g. {"Retry-After", "5"}. Content-Length (except
+  // in a 304, which has no body), Cache-Control and Connection: close are
+  // always added.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // The Cache-Control value. no-store by default: an answer computed per
+  // request (health, metrics, API) must not be replayed from a cache. Static
+  // content may say e.g. "no-cache" (revalidate with its ETag) instead.
+  // (Last, so that HttpResponse{status, type, headers, body} keeps meaning that.)
+  std::string cache_control = "no-store";
 };
 
 // Runs on the event-loop thread that read the request: keep it short (no

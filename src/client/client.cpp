@@ -568,7 +568,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     for (auto& o : c.wq) {
       if (wire::is_control(o.op)) continue;
       pending_send_bytes -= std::min(pending_send_bytes, o.payload.size());
-      if (app_closed) continue;
+      if (app_closed || !opt.resend_unsent) continue;
       offline_bytes += o.payload.size();
       back.push_back(
           ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text, std::move(o.payload)});
@@ -855,7 +855,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     // the offline queue behind what was requeued.
     std::lock_guard lock(mu);
     pending_send_bytes -= std::min(pending_send_bytes, o.payload.size());
-    if (app_closed || finished) return;
+    if (app_closed || finished || !opt.resend_unsent) return;
     offline_bytes += o.payload.size();
     offline.push_back(
         ClientMessage{o.op == wire::Opcode::Binary ? MessageType::Binary : MessageType::Text, std::move(o.payload)});

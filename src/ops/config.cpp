@@ -84,6 +84,9 @@ max_body_bytes = "64KiB"      # larger request bodies → 413
 jwt_secret = ""               # "" (and no jwt_secret_file) = no auth: everything allowed
 jwt_secret_file = ""          # read at startup, trailing newlines dropped; exclusive with jwt_secret
 leeway = "0s"                 # clock skew allowed for exp and nbf (whole seconds)
+
+[web]
+enabled = true                # the chat at /, /dashboard, /conduit.js and /stats (files built into conduitd)
 )";
 
 enum class Kind { String, Integer, Number, Boolean, Duration, Size, StringArray };
@@ -332,6 +335,9 @@ std::map<std::string, KeySpec> base_schema() {
       {"compression.min_bytes",
        {Kind::Size, [](DaemonConfig& c, const toml::node& n,
                        const std::string& k) { c.server.compression.min_compress_bytes = get_size(n, k); }}},
+      {"web.enabled",
+       {Kind::Boolean,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) { c.web_enabled = get_bool(n, k); }}},
       {"metrics.listen",
        {Kind::String,
         [](DaemonConfig& c, const toml::node& n, const std::string& k) {
@@ -890,6 +896,8 @@ std::string to_toml(const DaemonConfig& c) {
       << "key = " << toml_string(o.tls.key_file) << "\n"
       << "\n[metrics]\n"
       << "listen = " << toml_string(o.metrics_host.empty() ? "" : listen_text(o.metrics_host, o.metrics_port)) << "\n"
+      << "\n[web]\n"
+      << "enabled = " << boolean(c.web_enabled) << "\n"
       << "\n[log]\n"
       << "level = " << toml_string(to_string(c.log_level)) << "\n"
       << "format = " << toml_string(c.log_format == LogFormat::json ? "json" : "text") << "\n"

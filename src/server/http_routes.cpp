@@ -50,17 +50,20 @@ const HttpRoute* RouteTable::find(std::string_view method, std::string_view path
 }
 
 std::string make_http_response(const conduit::HttpResponse& r) {
-  if (has_line_break(r.content_type)) return {};
+  if (has_line_break(r.content_type) || has_line_break(r.cache_control)) return {};
   for (const auto& [name, value] : r.headers) {
     if (name.empty() || has_line_break(name) || has_line_break(value) || name.find(':') != std::string::npos) return {};
   }
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + std::string(wire::status_text(r.status));
   out += "\r\nContent-Type: " + r.content_type;
-  out += "\r\nContent-Length: " + std::to_string(r.body.size());
-  out += "\r\nCache-Control: no-store\r\nConnection: close\r\n";
+  // A 304 has no body, and its Content-Length would have to be that of the
+  // 200 it stands for (RFC 9110 §8.6): leave both out.
+  const bool not_modified = r.status == 304;
+  if (!not_modified) out += "\r\nContent-Length: " + std::to_string(r.body.size());
+  out += "\r\nCache-Control: " + r.cache_control + "\r\nConnection: close\r\n";
   for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
   out += "\r\n";
-  out += r.body;
+  if (!not_modified) out += r.body;
   return out;
 }
 

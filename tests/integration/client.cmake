@@ -66,3 +66,24 @@ if(TARGET conduit_cli)
             ${PROJECT_SOURCE_DIR}/docs/cli.md)
   set_tests_properties(client.cli_docs PROPERTIES LABELS "integration" TIMEOUT 60)
 endif()
+
+# conduit::ChannelClient against conduitd --mode pubsub: recovery across
+# dropped connections under concurrent publishing (a TCP proxy in the test
+# cuts the connection), a restart that lost the history, refusals.
+add_executable(conduit_channel_client_tests ${CONDUIT_CLIENT_TESTS_DIR}/channel_client_tests.cpp)
+target_link_libraries(conduit_channel_client_tests PRIVATE conduit GTest::gtest GTest::gtest_main)
+target_compile_options(conduit_channel_client_tests PRIVATE ${CONDUIT_WARNINGS})
+target_compile_definitions(conduit_channel_client_tests PRIVATE CONDUIT_TEST_CONDUITD="$<TARGET_FILE:conduitd>")
+add_dependencies(conduit_channel_client_tests conduitd)
+add_test(NAME client.channels COMMAND conduit_channel_client_tests)
+set_tests_properties(client.channels PROPERTIES LABELS "integration;mt" TIMEOUT 180)
+
+# `conduit sub`, `pub` and `token` against conduitd --mode pubsub: round trip,
+# HTTP API, exit codes, a restart that lost the history, JWTs checked with hmac.
+if(TARGET conduit_cli)
+  add_test(NAME client.cli_channels
+    COMMAND ${CONDUIT_PYTHON} ${CONDUIT_CLIENT_TESTS_DIR}/cli_channels_test.py
+            $<TARGET_FILE:conduit_cli> $<TARGET_FILE:conduitd>)
+  set_tests_properties(client.cli_channels PROPERTIES
+    LABELS "integration" TIMEOUT 300 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+endif()

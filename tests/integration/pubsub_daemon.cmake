@@ -2,4 +2,6 @@
 # auth.jwt_secret_file and [api] reach the running daemon (conduit_ops_test is
 # defined in ops.cmake, included before this file).
 conduit_ops_test(pubsub_daemon   test_pubsub_daemon.py  120 LABELS interop ARGS PubsubDaemon)
-conduit_ops_test(pubsub_http_api test_pubsub_daemon.py  120 ARGS PubsubHttpApi)
+# The HTTP API through conduitd (api.key, api.max_body_bytes): ChannelService
+# adds the routes of the pub/sub HttpApi (src/pubsub/http_api.hpp).
+conduit_ops_test(pubsub_http_api test_pubsub_daemon.py 120 ARGS PubsubHttpApi)
