@@ -88,6 +88,19 @@ std::string context_error(const redisAsyncContext* ac, const char* fallback) {
   return fallback;
 }
 
+// Runs an application callback. It is called from inside hiredis (C code), so
+// an exception must not escape it: it is logged and the client carries on.
+template <class F>
+void guarded(F&& f) noexcept {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
+  } catch (...) {
+    ops::logger().error("event=redis_callback_error reason=\"unknown exception\"");
+  }
+}
+
 }  // namespace
 
 struct Client::Impl {
@@ -187,13 +200,7 @@ struct Client::Impl {
   void finish(std::function<void(const Reply&)>& done, const Reply& reply, bool counted = true) {
     if (reply.is_unavailable()) ++n_unavailable;
     if (done) {
-      try {
-        done(reply);
-      } catch (const std::exception& e) {
-        ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
-      } catch (...) {
-        ops::logger().error("event=redis_callback_error reason=\"unknown exception\"");
-      }
+      guarded([&] { done(reply); });
     }
     if (counted) --outstanding;
   }
@@ -311,11 +318,9 @@ struct Client::Impl {
       if (payload->type != REDIS_REPLY_STRING) return;
       ++self.n_messages;
       if (self.events.on_message) {
-        try {
+        guarded([&] {
           self.events.on_message(std::string(channel->str, channel->len), std::string(payload->str, payload->len));
-        } catch (const std::exception& e) {
-          ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
-        }
+        });
       }
     } else if (k == "subscribe" && self.sub_phase == SubPhase::subscribing) {
       self.awaiting_subscribe.erase(std::string(channel->str, channel->len));
@@ -403,11 +408,7 @@ struct Client::Impl {
     ops::logger().info("event=redis_connected host={} port={} db={} channels={}", endpoint.host, endpoint.port,
                        endpoint.db, channels.size());
     if (events.on_connected) {
-      try {
-        events.on_connected();
-      } catch (const std::exception& e) {
-        ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
-      }
+      guarded([&] { events.on_connected(); });
     }
   }
 
@@ -449,11 +450,7 @@ struct Client::Impl {
                          reason);
       outage_logged = true;
       if (events.on_disconnected) {
-        try {
-          events.on_disconnected(reason);
-        } catch (const std::exception& e) {
-          ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
-        }
+        guarded([&] { events.on_disconnected(reason); });
       }
     } else {
       ++n_connect_failures;
@@ -467,11 +464,7 @@ struct Client::Impl {
                             endpoint.port, reason, delay.count());
       outage_logged = true;
       if (events.on_connect_failed) {
-        try {
-          events.on_connect_failed(reason);
-        } catch (const std::exception& e) {
-          ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
-        }
+        guarded([&] { events.on_connect_failed(reason); });
       }
     }
   }
@@ -597,11 +590,7 @@ struct Client::Impl {
       ++n_disconnects;
       ops::logger().info("event=redis_disconnected host={} port={} reason=\"stopping\"", endpoint.host, endpoint.port);
       if (events.on_disconnected) {
-        try {
-          events.on_disconnected("stopping");
-        } catch (const std::exception& e) {
-          ops::logger().error("event=redis_callback_error reason=\"{}\"", e.what());
-        }
+        guarded([&] { events.on_disconnected("stopping"); });
       }
     }
   }
@@ -611,12 +600,12 @@ Client::Client(Endpoint endpoint, Options options, Events events)
     : impl_(std::make_unique<Impl>(std::move(endpoint), options, std::move(events))) {}
 
 Client::~Client() {
-  try {
-    stop();
-  } catch (...) {
-    // Destroyed from its own callback: nothing sane to do but leave the thread.
-    if (impl_->thread.joinable()) impl_->thread.detach();
+  if (impl_->thread.joinable() && std::this_thread::get_id() == impl_->thread_id.load()) {
+    // Destroyed from its own callback: the thread would run on freed memory.
+    ops::logger().critical("event=redis_misuse reason=\"redis::Client destroyed from its own callback\"");
+    std::terminate();
   }
+  stop();
   if (impl_->epfd >= 0) ::close(impl_->epfd);
   if (impl_->wakefd >= 0) ::close(impl_->wakefd);
 }

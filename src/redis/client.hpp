@@ -6,7 +6,8 @@
 // Threading
 //   - start() launches the client's thread; stop() ends it and joins. Neither
 //     may be called from a callback (stop() throws std::logic_error there: the
-//     thread cannot join itself).
+//     thread cannot join itself), and the Client must not be destroyed from
+//     one (that terminates the process with a log line).
 //   - command(), subscribe() and unsubscribe() may be called from any thread,
 //     at any time, and never block on the network: they append to a queue
 //     under a mutex and wake the client's thread.
@@ -26,7 +27,10 @@
 //     channel in the subscription set is subscribed again. Then connected()
 //     turns true and on_connected runs: from there on every message published
 //     to those channels is delivered, so an engine recovers what it missed
-//     during the outage from within on_connected.
+//     during the outage from within on_connected. During a reconnection,
+//     messages of channels already subscribed again may reach on_message just
+//     before on_connected runs; they are live messages that the recovery will
+//     also find in history, so an engine deduplicates (by offset).
 //   - While not connected, command() never waits for Redis to come back: its
 //     `done` runs at once (on the client's thread) with an error Reply whose
 //     text starts with "unavailable:". Commands are never held across an
@@ -59,7 +63,6 @@
 //     synchronously when it connects): it delays the client, never a caller.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
