@@ -45,11 +45,15 @@
 //     [0, min(backoff_max, backoff_initial * 2^n)]. A connection attempt (TCP
 //     connect, AUTH, SELECT, PING, re-subscribing) that does not finish within
 //     connect_timeout fails with reason "connect timeout".
-//   - Each failed attempt runs on_connect_failed(reason); the first failure of
-//     an outage is logged at warning level (event=redis_connect_failed), later
-//     ones of the same outage at debug level, so an outage logs a bounded
-//     number of lines. Each transition is logged once: event=redis_connected,
-//     event=redis_disconnected reason="...".
+//   - Each transition is logged once: event=redis_connected (info) and
+//     event=redis_disconnected reason="..." (warning; info when stop() ends
+//     the connection). Each failed attempt runs on_connect_failed(reason) and
+//     logs event=redis_connect_failed: at warning level when it is the first
+//     sign of the outage (the first failure after start(), before any
+//     connection), at debug level otherwise (the retries after that, and
+//     every retry after a redis_disconnected line, which already announced
+//     the outage). A long outage therefore logs one warning, whatever its
+//     length.
 //   - Memory is bounded: at most max_pending commands are outstanding (queued
 //     or sent and awaiting a reply); a command beyond that is answered at once
 //     with "unavailable: too many pending commands (max_pending=N)".

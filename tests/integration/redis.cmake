@@ -23,5 +23,5 @@ conduit_redis_test(commands   "RedisClient.RepliesOfEveryType:RedisClient.Select
 conduit_redis_test(pipelining "RedisClient.PipelinedCommandsFromTwoThreadsKeepEachThreadsOrder:RedisClient.CommandsQueuedTogetherLeaveInOneWrite" 180 integration mt)
 conduit_redis_test(auth       "RedisClient.AuthenticatesWithThePasswordOfTheUrl:RedisClient.WrongPasswordNeverConnectsAndSaysWhy:RedisClient.MissingPasswordIsRefusedByTheServer" 120 integration mt)
 conduit_redis_test(pubsub     "RedisClient.PubSubDeliversInOrderAndUnsubscribeStopsDelivery" 120 integration mt)
-conduit_redis_test(outage     "RedisClient.SurvivesRedisKilledAndRestartedAndResubscribes:RedisClient.ConnectTimeoutWhenRedisDoesNotAnswer" 180 integration mt)
+conduit_redis_test(outage     "RedisClient.SurvivesRedisKilledAndRestartedAndResubscribes:RedisClient.LosingThePubSubConnectionReconnectsThePair:RedisClient.SubscriptionChangesDuringAnOutageApplyOnReconnect:RedisClient.AnOutageLogsEachTransitionOnce:RedisClient.ConnectTimeoutWhenRedisDoesNotAnswer" 180 integration mt)
 conduit_redis_test(stop       "RedisClient.StopWhileDisconnectedReturnsPromptly:RedisClient.StopAnswersEveryPendingCommand:RedisClient.CommandsBeyondMaxPendingAreRefusedAtOnce" 120 integration mt)

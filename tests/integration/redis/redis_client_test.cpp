@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <conduit/log.hpp>
+
 #include "redis/client.hpp"
 #include "redis_server.hpp"
 
@@ -349,12 +351,34 @@ TEST(RedisClient, WrongPasswordNeverConnectsAndSaysWhy) {
   EXPECT_EQ(s.client->counters().connects, 0u);
 }
 
+// Also: a client that has never connected announces the outage with one
+// warning naming the reason, then retries at debug level.
 TEST(RedisClient, MissingPasswordIsRefusedByTheServer) {
-  RedisServer server("right");
-  Started s(server.url());
-  ASSERT_TRUE(s.rec.wait([&] { return !s.rec.connect_failures.empty(); }));
-  std::lock_guard lock(s.rec.mu);
-  EXPECT_NE(s.rec.connect_failures[0].find("NOAUTH"), std::string::npos) << s.rec.connect_failures[0];
+  auto lines = std::make_shared<std::pair<std::mutex, std::vector<std::pair<conduit::LogLevel, std::string>>>>();
+  conduit::configure_logging({.level = conduit::LogLevel::debug, .handler = [lines](auto level, auto line) {
+                                std::lock_guard lock(lines->first);
+                                lines->second.emplace_back(level, std::string(line));
+                              }});
+  {
+    RedisServer server("right");
+    Started s(server.url());
+    ASSERT_TRUE(s.rec.wait([&] { return s.rec.connect_failures.size() >= 3; }));
+    std::lock_guard lock(s.rec.mu);
+    EXPECT_NE(s.rec.connect_failures[0].find("NOAUTH"), std::string::npos) << s.rec.connect_failures[0];
+  }
+  conduit::configure_logging({});
+  std::lock_guard lock(lines->first);
+  int warnings = 0, debugs = 0;
+  for (auto& [level, text] : lines->second) {
+    if (!text.starts_with("event=redis_connect_failed ")) continue;
+    if (level == conduit::LogLevel::warn) {
+      ++warnings;
+      EXPECT_NE(text.find("reason=\"PING failed: NOAUTH"), std::string::npos) << text;
+    }
+    debugs += level == conduit::LogLevel::debug;
+  }
+  EXPECT_EQ(warnings, 1);
+  EXPECT_GE(debugs, 2);
 }
 
 // ---- pub/sub --------------------------------------------------------------
@@ -489,6 +513,82 @@ TEST(RedisClient, SurvivesRedisKilledAndRestartedAndResubscribes) {
   EXPECT_GE(c.unavailable, 2u);
   std::lock_guard lock(s.rec.mu);
   EXPECT_EQ(s.rec.disconnected.size(), 1u);
+}
+
+// Losing only the pub/sub connection drops the pair: one state for both.
+TEST(RedisClient, LosingThePubSubConnectionReconnectsThePair) {
+  RedisServer server;
+  std::vector<std::vector<long long>> numsub_at_connected;
+  Started s(server.url(), fast_options(), [&] { numsub_at_connected.push_back(numsub(server.port(), {"a"})); });
+  ASSERT_TRUE(s.wait_connected());
+  s.client->subscribe("a");
+  publish_until_receivers(*s.client, "a", 1);
+  Reply r = call(*s.client, {"CLIENT", "KILL", "TYPE", "pubsub"});
+  ASSERT_EQ(r.type, Reply::Type::integer) << r.str;
+  EXPECT_EQ(r.integer, 1);
+  ASSERT_TRUE(s.rec.wait([&] { return s.rec.disconnected.size() == 1; }));
+  ASSERT_TRUE(s.wait_connected(2));
+  std::lock_guard lock(s.rec.mu);
+  EXPECT_EQ(numsub_at_connected.back(), (std::vector<long long>{1}));
+  EXPECT_EQ(s.client->counters().disconnects, 1u);
+}
+
+// A channel subscribed during an outage is subscribed on the next connection;
+// one unsubscribed during the outage is not.
+TEST(RedisClient, SubscriptionChangesDuringAnOutageApplyOnReconnect) {
+  RedisServer server;
+  std::vector<std::vector<long long>> numsub_at_connected;
+  Started s(server.url(), fast_options(), [&] {
+    numsub_at_connected.push_back(numsub(server.port(), {"kept", "added", "dropped"}));
+  });
+  ASSERT_TRUE(s.wait_connected());
+  s.client->subscribe("kept");
+  s.client->subscribe("dropped");
+  publish_until_receivers(*s.client, "dropped", 1);
+  server.kill();
+  ASSERT_TRUE(s.rec.wait([&] { return s.rec.disconnected.size() == 1; }));
+  s.client->subscribe("added");
+  s.client->unsubscribe("dropped");
+  server.start();
+  ASSERT_TRUE(s.wait_connected(2));
+  std::lock_guard lock(s.rec.mu);
+  EXPECT_EQ(numsub_at_connected.back(), (std::vector<long long>{1, 1, 0}));
+}
+
+// An outage logs one warning (redis_disconnected), however many attempts
+// fail during it (each a debug-level redis_connect_failed), and one
+// redis_connected when it ends.
+TEST(RedisClient, AnOutageLogsEachTransitionOnce) {
+  struct Line {
+    conduit::LogLevel level;
+    std::string text;
+  };
+  auto lines = std::make_shared<std::pair<std::mutex, std::vector<Line>>>();
+  conduit::configure_logging({.level = conduit::LogLevel::debug, .handler = [lines](auto level, auto line) {
+                                std::lock_guard lock(lines->first);
+                                lines->second.push_back({level, std::string(line)});
+                              }});
+  {
+    RedisServer server;
+    Started s(server.url());
+    ASSERT_TRUE(s.wait_connected());
+    server.kill();
+    ASSERT_TRUE(s.rec.wait([&] { return s.rec.connect_failures.size() >= 3; }));
+    server.start();
+    ASSERT_TRUE(s.wait_connected(2));
+  }
+  conduit::configure_logging({});
+  std::lock_guard lock(lines->first);
+  auto count = [&](std::string_view event, conduit::LogLevel level) {
+    int n = 0;
+    for (auto& l : lines->second) n += l.level == level && l.text.starts_with(event);
+    return n;
+  };
+  EXPECT_EQ(count("event=redis_connected ", conduit::LogLevel::info), 2);
+  EXPECT_EQ(count("event=redis_disconnected ", conduit::LogLevel::warn), 1);
+  EXPECT_EQ(count("event=redis_disconnected ", conduit::LogLevel::info), 1);  // stop()
+  EXPECT_EQ(count("event=redis_connect_failed ", conduit::LogLevel::warn), 0);
+  EXPECT_GE(count("event=redis_connect_failed ", conduit::LogLevel::debug), 3);
 }
 
 TEST(RedisClient, ConnectTimeoutWhenRedisDoesNotAnswer) {
