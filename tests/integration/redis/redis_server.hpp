@@ -75,7 +75,8 @@ class RedisServer {
 
   void kill() {
     if (pid_ <= 0) return;
-    resume();
+    // No SIGCONT first: SIGKILL ends a stopped process too, and a paused
+    // server must not get the chance to answer what it holds.
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
