@@ -4,7 +4,9 @@
 // Redis.
 //
 // Threading
-//   - start() launches the client's thread; stop() ends it and joins. Neither
+//   - start() launches the client's thread (once: a stopped client does not
+//     start again); stop() ends it and joins, and may be called from several
+//     threads and more than once. Neither
 //     may be called from a callback (stop() throws std::logic_error there: the
 //     thread cannot join itself), and the Client must not be destroyed from
 //     one (that terminates the process with a log line).
@@ -159,7 +161,9 @@ class Client {
   void command(std::vector<std::string> args, std::function<void(const Reply&)> done);
   // Adds/removes a channel of the subscription set. Subscribing twice or
   // unsubscribing a channel not in the set does nothing. The set survives
-  // reconnections: it is subscribed again on every new connection.
+  // reconnections: it is subscribed again on every new connection. Both may
+  // be called before start() (the first connection subscribes the set) and
+  // during an outage (the next connection applies the change).
   void subscribe(std::string channel);
   void unsubscribe(std::string channel);
 

@@ -383,6 +383,8 @@ TEST(RedisClient, MissingPasswordIsRefusedByTheServer) {
 
 // ---- pub/sub --------------------------------------------------------------
 
+std::vector<long long> numsub(std::uint16_t port, const std::vector<std::string>& channels);
+
 // Publishes until Redis reports `receivers` subscribers: the event that says a
 // SUBSCRIBE/UNSUBSCRIBE took effect.
 void publish_until_receivers(Client& c, const std::string& channel, std::int64_t receivers) {
@@ -428,6 +430,21 @@ TEST(RedisClient, PubSubDeliversInOrderAndUnsubscribeStopsDelivery) {
   ASSERT_TRUE(s.rec.wait([&] { return !s.rec.messages.empty() && s.rec.messages.back().second == "last"; }));
   std::lock_guard lock(s.rec.mu);
   for (auto& m : s.rec.messages) EXPECT_NE(m.second, "after-unsubscribe");
+}
+
+// A channel subscribed before start() is subscribed by the first connection,
+// before on_connected runs.
+TEST(RedisClient, SubscribeBeforeStartAppliesOnTheFirstConnection) {
+  RedisServer server;
+  Recorder rec;
+  std::vector<long long> at_connected;
+  rec.at_connected = [&] { at_connected = numsub(server.port(), {"early"}); };
+  Client client(redis::parse_url(server.url()), fast_options(), rec.events());
+  client.subscribe("early");
+  client.start();
+  ASSERT_TRUE(rec.wait([&] { return rec.connected == 1; }));
+  std::lock_guard lock(rec.mu);
+  EXPECT_EQ(at_connected, (std::vector<long long>{1}));
 }
 
 // ---- outages --------------------------------------------------------------
