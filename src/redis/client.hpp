@@ -81,6 +81,9 @@ namespace conduit::redis {
 
 // Where the Redis server is. Built by parse_url or by hand.
 struct Endpoint {
+  // An IP address or a name. hiredis connects to the first address a name
+  // resolves to, so "localhost" may mean ::1 while Redis listens on
+  // 127.0.0.1 only: prefer the address Redis binds.
   std::string host;
   std::uint16_t port = 6379;
   std::string password;  // empty: no AUTH
