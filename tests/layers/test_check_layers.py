@@ -99,6 +99,20 @@ class CheckLayers(unittest.TestCase):
         self.assert_rejected("apps/conduitd/main.cpp", '#include <wire/frame.hpp>', "public API only")
         self.assert_rejected("bench/loadgen_main.cpp", '#include "server/connection.hpp"', "public API only")
 
+    def test_redis_must_not_know_server_client_pubsub_or_load(self):
+        redis = a_file("src/redis")
+        for inc in ('#include "server/connection.hpp"', '#include "client/url.hpp"',
+                    '#include "pubsub/channel.hpp"', '#include "load/report.hpp"'):
+            with self.subTest(inc=inc):
+                self.assert_rejected(redis, inc, "src/redis is the Redis client")
+
+    def test_only_pubsub_includes_redis(self):
+        for rel in (a_file("src/net"), a_file("src/server"), a_file("src/client"), a_file("src/ops"),
+                    a_file("src/load")):
+            with self.subTest(rel=rel):
+                self.assert_rejected(rel, '#include "redis/client.hpp"', "only src/pubsub may include src/redis")
+        self.assert_rejected("apps/conduitd/main.cpp", '#include "redis/client.hpp"', "public API only")
+
     def test_library_must_not_install_signal_handlers(self):
         self.assert_rejected(a_file("src/server"), "static void f() { ::signal(SIGPIPE, SIG_IGN); }",
                              "must not change process-wide signal handling")
@@ -109,6 +123,8 @@ class CheckLayers(unittest.TestCase):
             t.inject(a_file("src/server"), '#include "net/event_loop.hpp"')
             t.inject("apps/conduit/main.cpp", '#include "load/report.hpp"')  # the CLI may use the load generator
             t.inject(a_file("src/net"), "#include <sys/socket.h>")      # sockets belong in net
+            t.inject(a_file("src/pubsub"), '#include "redis/client.hpp"')  # the Redis backplane
+            t.inject(a_file("src/redis"), '#include "ops/log.hpp"')     # the Redis client logs
             r = run_checker(t.dir)
         self.assertEqual(r.returncode, 0, r.stderr)
 
