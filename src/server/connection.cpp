@@ -78,7 +78,6 @@ void Connection::start() {
   self_ = shared_from_this();
   started_ms_ = last_rx_ms_ = loop_.now_ms();
   loop_.add(this);
-  handshake_ = std::make_unique<HandshakeState>();
   if (core().tls()) {
     transport_ = core().tls()->new_session();
     if (!transport_) {
@@ -94,9 +93,9 @@ void Connection::start() {
     finish(1006, "cannot watch socket");
     return;
   }
-  // Read speculatively: the request may already be here, and edge-triggered
-  // readiness reports only what arrives after registration.
-  on_readable();
+  // No read here: registering a socket reports input that is already there
+  // (EPOLL_CTL_ADD polls it once), and a read before the request has arrived
+  // is a syscall that fails with EAGAIN — the common case right after accept.
 }
 
 void Connection::on_io(std::uint32_t events) {

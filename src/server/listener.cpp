@@ -103,7 +103,13 @@ void Listener::adopt(int fd, const sockaddr_storage& peer) {
   }
   const std::uint64_t id = core_.connection_accepted();
   Loop& target = core_.next_loop();
-  // Started from the target loop's queue (never inside the accepting batch).
+  if (target.on_this_thread()) {
+    // Starting only registers the socket (no read), so it can happen inside
+    // the accepting batch: no posted task (and its allocation) per connection.
+    std::make_shared<Connection>(target, fd, id, std::move(address), metrics_only_)->start();
+    return;
+  }
+  // Another loop's connection is started from that loop's queue.
   target.post([&target, fd, id, metrics_only = metrics_only_, address = std::move(address)]() mutable {
     std::make_shared<Connection>(target, fd, id, std::move(address), metrics_only)->start();
   });

@@ -4,8 +4,7 @@
 #include "ops/log.hpp"
 
 #include <algorithm>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <cstdint>
 #include <cstring>
 
@@ -24,23 +23,62 @@ namespace http = boost::beast::http;
 namespace {
 constexpr std::size_t kMaxRequestHeader = 16 * 1024;
 
-using RequestParser = http::request_parser<http::empty_body>;
+// Beast's HTTP/1.1 request-head grammar without its field container: the
+// method, target and fields are views of the bytes being parsed, collected
+// into a per-thread UpgradeRequest whose field list keeps its capacity. An
+// upgrade therefore parses its request with no allocation (the request head
+// must be in one contiguous piece, which it is: the read buffer or the
+// connection's handshake buffer).
+class RequestHeadParser final : public http::basic_parser<true> {
+ public:
+  explicit RequestHeadParser(wire::UpgradeRequest& up) : up_(up) {
+    up_.method = {};
+    up_.target = {};
+    up_.version = 11;
+    up_.headers.clear();
+  }
 
-// Parses a complete request head (ending in CRLF CRLF). Empty on success,
-// else the reason it is malformed.
-std::string parse_head(RequestParser& parser, std::string_view head, wire::UpgradeRequest& up) {
+ private:
+  void on_request_impl(http::verb, boost::beast::string_view method, boost::beast::string_view target, int version,
+                       boost::beast::error_code&) override {
+    up_.method = std::string_view(method.data(), method.size());
+    up_.target = std::string_view(target.data(), target.size());
+    up_.version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int, boost::beast::string_view, int, boost::beast::error_code&) override {}
+  void on_field_impl(http::field, boost::beast::string_view name, boost::beast::string_view value,
+                     boost::beast::error_code&) override {
+    up_.headers.push_back({std::string_view(name.data(), name.size()), std::string_view(value.data(), value.size())});
+  }
+  void on_header_impl(boost::beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, boost::beast::error_code&) override {}
+  std::size_t on_body_impl(boost::beast::string_view, boost::beast::error_code&) override { return 0; }
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, boost::beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view, boost::beast::error_code&) override {
+    return 0;
+  }
+  void on_finish_impl(boost::beast::error_code&) override {}
+
+  wire::UpgradeRequest& up_;
+};
+
+// The parsed request of the handshake in progress on this thread (one at a
+// time: handshakes run from socket events, never inside one another).
+wire::UpgradeRequest& request_scratch() {
+  static thread_local wire::UpgradeRequest up;
+  return up;
+}
+
+// Parses a complete request head (ending in CRLF CRLF) into the parser's
+// request. Empty on success, else the reason it is malformed.
+std::string parse_head(RequestHeadParser& parser, std::string_view head) {
   parser.header_limit(kMaxRequestHeader);
   parser.eager(false);
   boost::system::error_code ec;
-  parser.put(boost::asio::buffer(head.data(), head.size()), ec);
+  parser.put(boost::asio::const_buffer(head.data(), head.size()), ec);
   if (!parser.is_header_done() || (ec && ec != http::error::need_more && ec != http::error::unexpected_body)) {
     return std::string("malformed HTTP request: ") + (ec ? ec.message() : "incomplete header");
   }
-  const auto& req = parser.get();
-  up.method = req.method_string();
-  up.version = req.version();
-  up.target = req.target();
-  for (const auto& field : req) up.headers.push_back({field.name_string(), field.value()});
   return {};
 }
 
@@ -53,28 +91,47 @@ wire::ParserLimits limits_for(const ServerOptions& o, bool deflate) {
 }  // namespace
 
 void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
-  HandshakeState& h = *handshake_;
-  std::size_t old = h.buf.size();
-  std::size_t room = kMaxRequestHeader - old;
-  h.buf.append(reinterpret_cast<const char*>(data), std::min(len, room));
-  std::size_t pos = h.buf.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
-  if (pos == std::string::npos) {
-    if (h.buf.size() >= kMaxRequestHeader) {
-      refuse(431, "request header too large", HandshakeFailure::HeaderTooLarge);
+  // The common case, a whole request head in one read, is parsed where it
+  // lies in the loop's read buffer; only a head split across reads (or an
+  // HTTP request with a body) is gathered in the connection's handshake
+  // buffer, allocated for that and freed after the response.
+  std::string_view head;
+  std::size_t consumed_from_data = 0;
+  if (!handshake_) {
+    const std::string_view in(reinterpret_cast<const char*>(data), len);
+    const std::size_t pos = in.find("\r\n\r\n");
+    if (pos == std::string_view::npos || pos + 4 > kMaxRequestHeader) {
+      handshake_ = std::make_unique<HandshakeState>();
+    } else {
+      head = in.substr(0, pos + 4);
+      consumed_from_data = head.size();
     }
-    return;
   }
-  std::size_t header_len = pos + 4;
+  if (handshake_) {
+    HandshakeState& h = *handshake_;
+    std::size_t old = h.buf.size();
+    std::size_t room = kMaxRequestHeader - old;
+    h.buf.append(reinterpret_cast<const char*>(data), std::min(len, room));
+    std::size_t pos = h.buf.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+    if (pos == std::string::npos) {
+      if (h.buf.size() >= kMaxRequestHeader) {
+        refuse(431, "request header too large", HandshakeFailure::HeaderTooLarge);
+      }
+      return;
+    }
+    head = std::string_view(h.buf).substr(0, pos + 4);
+    consumed_from_data = head.size() - old;
+  }
+  const std::size_t header_len = head.size();
   // Bytes after the request head belong to the WebSocket stream (a client may
   // pipeline its first frames behind the upgrade request) or are the body of
   // an HTTP request.
-  std::size_t consumed_from_data = header_len - old;
   std::uint8_t* rest = data + consumed_from_data;
   std::size_t rest_len = len - consumed_from_data;
 
-  RequestParser parser;
-  wire::UpgradeRequest up;
-  if (std::string error = parse_head(parser, std::string_view(h.buf).substr(0, header_len), up); !error.empty()) {
+  wire::UpgradeRequest& up = request_scratch();
+  RequestHeadParser parser(up);
+  if (std::string error = parse_head(parser, head); !error.empty()) {
     refuse(400, error, HandshakeFailure::BadRequest);
     return;
   }
@@ -107,6 +164,11 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
                HandshakeFailure::BodyTooLarge);
         return;
       }
+      if (!handshake_) {
+        handshake_ = std::make_unique<HandshakeState>();
+        handshake_->buf.assign(head);
+      }
+      HandshakeState& h = *handshake_;
       h.buf.resize(header_len);  // anything read past the head is in rest
       h.route = route;
       h.header_len = static_cast<std::uint32_t>(header_len);
@@ -192,11 +254,15 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     }
   }
   subprotocol_ = std::move(subprotocol);
-  std::string response = wire::make_accept_response(wire::compute_accept_key(check.key), subprotocol_, extensions);
-  handshake_.reset();
-  std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
-  std::memcpy(p, response.data(), response.size());
-  queue_.commit(response.size());
+  // The 101 is written straight into the send queue (a pooled chunk), with
+  // the accept key on the stack: no heap string per upgrade.
+  wire::AcceptKey accept;
+  wire::compute_accept_key(check.key, accept);
+  const std::string_view accept_view(accept.data(), accept.size());
+  const std::size_t response_len = wire::accept_response_size(accept_view, subprotocol_, extensions);
+  std::uint8_t* p = queue_.reserve(loop_.pool(), response_len);
+  queue_.commit(wire::write_accept_response(reinterpret_cast<char*>(p), accept_view, subprotocol_, extensions));
+  handshake_.reset();  // check.key and the request views point into it (or the read buffer) until here
   note_queue_bytes();
   mark_dirty();
   complete_upgrade(rest, rest_len);
@@ -230,9 +296,9 @@ void Connection::read_request_body(std::uint8_t* data, std::size_t len) {
 
 void Connection::serve_route() {
   HandshakeState& h = *handshake_;
-  RequestParser parser;
-  wire::UpgradeRequest up;
-  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len), up);  // parsed once already: cannot fail
+  wire::UpgradeRequest& up = request_scratch();
+  RequestHeadParser parser(up);
+  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len));  // parsed once already: cannot fail
   const std::string_view target = up.target;
   const auto qpos = target.find('?');
   HttpRequest req;
