@@ -132,6 +132,11 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   SendStatus send_from_other_thread(std::string_view data, MessageType type);
   SendStatus enqueue_message(std::string_view data, MessageType type, Admission admission);
   SendStatus enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, Admission admission);
+  void write_through(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1);
+  // Frames from this size up leave at once when nothing is queued: a frame
+  // that does not fit in a pooled chunk would otherwise be copied into a
+  // buffer of its own.
+  static constexpr std::size_t kWriteThroughBytes = net::SendQueue::owned_chunk;
   SendStatus admit(std::size_t frame_bytes);  // slow-consumer policy
   void overflow(std::size_t queued);          // the policy's action once over the cap
   void note_queue_bytes() noexcept {

@@ -131,11 +131,53 @@ SendStatus Connection::enqueue_frame(wire::Opcode op, const std::uint8_t* data, 
     status = admit(size);
     if (status == SendStatus::Dropped) return status;
   }
+  if (size >= kWriteThroughBytes && queue_.empty() && !write_blocked_ && transport_->writes_through()) {
+    write_through(op, data, len, rsv1);
+    return status;
+  }
   std::uint8_t* p = queue_.reserve(loop_.pool(), size);
   queue_.commit(wire::write_unmasked_frame(p, op, rsv1, data, len));
   note_queue_bytes();
   mark_dirty();
   return status;
+}
+
+// Nothing is queued ahead of this frame, so it may leave now, straight from
+// the caller's bytes (for an echo: the loop's read buffer), with no copy and
+// no buffer. Only what the kernel does not take is queued, and then flushed
+// at the end of the batch like any queued output. Small frames are not
+// written through: corking them into one write per batch costs fewer
+// syscalls than one send each.
+void Connection::write_through(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1) {
+  std::uint8_t header[wire::max_header_size];
+  const std::size_t header_len = wire::write_header(header, op, true, rsv1, len, nullptr);
+  iovec iov[2] = {{header, header_len}, {const_cast<std::uint8_t*>(data), len}};
+  int err = 0;
+  const long n = transport_->write_through(fd_, iov, 2, err);
+  // A failure (reset, EPIPE) is not handled here: the frame is queued whole
+  // and the end-of-batch flush meets the same error and fails the connection
+  // the usual way.
+  const std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
+  if (sent > 0) {
+    bytes_out_ += sent;
+    loop_.counters().bytes_sent.inc(sent);
+  }
+  if (sent == header_len + len) {
+    // Promised on_drain (Backpressure) runs from the end-of-batch flush.
+    if (high_water_) mark_dirty();
+    return;
+  }
+  const std::size_t rest = header_len + len - sent;
+  std::uint8_t* p = queue_.reserve(loop_.pool(), rest);
+  if (sent < header_len) {
+    std::memcpy(p, header + sent, header_len - sent);
+    std::memcpy(p + header_len - sent, data, len);
+  } else {
+    std::memcpy(p, data + (sent - header_len), rest);
+  }
+  queue_.commit(rest);
+  note_queue_bytes();
+  mark_dirty();
 }
 
 void Connection::stop_foreign_sends(PendingSends pending) {

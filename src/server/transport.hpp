@@ -30,6 +30,13 @@ class Transport {
   // the wire to written. iov is the loop's scratch array (SendQueue::max_iov).
   virtual WriteStatus write(int fd, net::SendQueue& queue, net::NodePool& pool, iovec* iov, std::uint64_t& written,
                             int& err) = 0;
+  // Whether write_through() is available: the plain transport writes the
+  // caller's bytes directly; TLS must encrypt them into records first.
+  virtual bool writes_through() const noexcept { return false; }
+  // One gather write of iov straight to the socket, for a connection with
+  // nothing queued. Returns the bytes written (0 when the socket is full),
+  // or -1 with err set.
+  virtual long write_through(int fd, const iovec* iov, int count, int& err);
   // Bytes the transport itself still holds for the socket (TLS records).
   virtual bool has_pending_output() const noexcept { return false; }
   // True when a read shorter than asked means the socket is drained. TLS may
