@@ -72,9 +72,9 @@ void Connection::handler_failed(const char* which, const char* what) noexcept {
 }
 
 void Connection::start() {
-  // The listener accepted fd_ non-blocking (accept4).
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // we cork ourselves (so Nagle would only add delay)
+  // The listener accepted fd_ non-blocking (accept4), with TCP_NODELAY
+  // inherited from the listening socket (we cork ourselves, so Nagle would
+  // only add delay): no setsockopt per connection.
   self_ = shared_from_this();
   started_ms_ = last_rx_ms_ = loop_.now_ms();
   loop_.add(this);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 #include "ops/log.hpp"
 
@@ -39,6 +40,10 @@ std::unique_ptr<Listener> Listener::open(ServerCore& core, Loop& loop, const std
   if (::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) {
     fail("cannot bind " + host + ":" + std::to_string(port));
   }
+  // Accepted sockets inherit TCP_NODELAY from the listening socket (Linux
+  // copies the option into every connection it accepts), which saves a
+  // setsockopt per connection; Connection relies on it.
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) fail("cannot set TCP_NODELAY");
   if (::listen(fd, backlog) != 0) fail("cannot listen");
   sockaddr_storage local{};
   socklen_t len = sizeof local;

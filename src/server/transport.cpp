@@ -48,6 +48,7 @@ class PlainTransport final : public Transport {
   }
 
   bool writes_through() const noexcept override { return true; }
+  bool close_ends_stream() const noexcept override { return true; }
   long write_through(int fd, const iovec* iov, int count, int& err) override {
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);

@@ -42,6 +42,10 @@ class Transport {
   // True when a read shorter than asked means the socket is drained. TLS may
   // still hold decrypted records after a short read, so it says false.
   virtual bool short_read_drains() const noexcept { return true; }
+  // True when close(2) alone ends the stream properly (plain TCP: the FIN
+  // follows whatever the kernel still holds), so no shutdown is needed
+  // right before it; TLS has its close_notify to send first.
+  virtual bool close_ends_stream() const noexcept { return false; }
   // Ends our direction of the stream (TLS: close_notify first).
   virtual void shutdown_write(int fd) noexcept;
   virtual std::string_view last_error() const noexcept { return {}; }
