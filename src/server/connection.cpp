@@ -33,11 +33,11 @@ wire::ParserLimits initial_limits(const ServerOptions& o) {
 
 Connection::Connection(Loop& loop, int fd, std::uint64_t id, std::string remote_address, bool metrics_only)
     : loop_(loop),
-      fd_(fd),
       id_(id),
       parser_(wire::Role::Server, initial_limits(loop.core().options())),
       transport_(plain_transport()),
       remote_address_(std::move(remote_address)),
+      fd_(fd),
       metrics_only_(metrics_only) {
   everyone_.conn = this;
 }
@@ -76,7 +76,8 @@ void Connection::start() {
   // inherited from the listening socket (we cork ourselves, so Nagle would
   // only add delay): no setsockopt per connection.
   self_ = shared_from_this();
-  started_ms_ = last_rx_ms_ = loop_.now_ms();
+  started_ms_ = loop_.now_ms();
+  last_rx_ms_ = clock32(started_ms_);
   loop_.add(this);
   if (core().tls()) {
     transport_ = core().tls()->new_session();
@@ -148,7 +149,7 @@ void Connection::on_readable() {
     if (n > 0) {
       bytes_in_ += static_cast<std::uint64_t>(n);
       loop_.counters().bytes_received.inc(static_cast<std::uint64_t>(n));
-      last_rx_ms_ = loop_.now_ms();
+      last_rx_ms_ = clock32(loop_.now_ms());
       awaiting_pong_ = false;
       process_input(buf, static_cast<std::size_t>(n));
       // A short read drained the socket; a new edge will report anything
@@ -202,7 +203,7 @@ void Connection::on_eof() {
   if (state_ == State::Handshake) {
     finish(1006, "closed during handshake");
   } else if (close_received_ || (close_sent_ && failed_)) {
-    finish(close_code_, close_reason_);
+    finish(close_code_, close_reason_.get());
   } else {
     finish(1006, close_sent_ ? "peer closed without answering our close" : "peer closed without close frame");
   }

@@ -135,8 +135,9 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     refuse(400, error, HandshakeFailure::BadRequest);
     return;
   }
-  path_ = std::string(up.target);
-  const std::string_view path_only = std::string_view(path_).substr(0, path_.find('?'));
+  path_.assign(up.target);
+  const std::string& target = path_.get();
+  const std::string_view path_only = std::string_view(target).substr(0, target.find('?'));
 
   wire::UpgradeCheck check = wire::check_upgrade_request(up);
   switch (check.verdict) {
@@ -213,8 +214,8 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   if (core().handlers().on_upgrade) {
     UpgradeInfo info;
     info.path = path_only;
-    const auto qpos = path_.find('?');
-    info.query = qpos == std::string::npos ? std::string_view() : std::string_view(path_).substr(qpos + 1);
+    const auto qpos = target.find('?');
+    info.query = qpos == std::string::npos ? std::string_view() : std::string_view(target).substr(qpos + 1);
     info.remote_address = remote_address_;
     info.origin = adm.origin;
     info.offered_subprotocols = adm.offered;
@@ -253,18 +254,28 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
       }
     }
   }
-  subprotocol_ = std::move(subprotocol);
+  subprotocol_.assign(subprotocol);
   // The 101 is written straight into the send queue (a pooled chunk), with
   // the accept key on the stack: no heap string per upgrade.
   wire::AcceptKey accept;
   wire::compute_accept_key(check.key, accept);
   const std::string_view accept_view(accept.data(), accept.size());
-  const std::size_t response_len = wire::accept_response_size(accept_view, subprotocol_, extensions);
-  std::uint8_t* p = queue_.reserve(loop_.pool(), response_len);
-  queue_.commit(wire::write_accept_response(reinterpret_cast<char*>(p), accept_view, subprotocol_, extensions));
+  const std::size_t response_len = wire::accept_response_size(accept_view, subprotocol_.get(), extensions);
+  char stack_response[512];
+  if (response_len <= sizeof stack_response && queue_.empty() && transport_->writes_through()) {
+    // Plain TCP: the 101 leaves now, from the stack. Queued, it would hold a
+    // pooled chunk until the end of the batch, and an accept burst would
+    // leave the loop's pool holding hundreds of them.
+    const iovec iov{stack_response,
+                    wire::write_accept_response(stack_response, accept_view, subprotocol_.get(), extensions)};
+    write_through(&iov, 1);
+  } else {
+    std::uint8_t* p = queue_.reserve(loop_.pool(), response_len);
+    queue_.commit(wire::write_accept_response(reinterpret_cast<char*>(p), accept_view, subprotocol_.get(), extensions));
+    note_queue_bytes();
+    mark_dirty();
+  }
   handshake_.reset();  // check.key and the request views point into it (or the read buffer) until here
-  note_queue_bytes();
-  mark_dirty();
   complete_upgrade(rest, rest_len);
 }
 
@@ -277,8 +288,8 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
   parser_.set_limits(limits_for(core().options(), deflate_ != nullptr));
   loop_.counters().connections_total.inc();
   loop_.counters().connections_active.inc();
-  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
-                     subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
+  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_,
+                     path_.get(), subprotocol_.empty() ? "-" : subprotocol_.get(), deflate_ ? "deflate" : "none");
   if (core().handlers().on_open) guarded("on_open", [&] { core().handlers().on_open(*this); });
   if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
 }
@@ -332,9 +343,10 @@ void Connection::serve_route() {
   }
   if (failure) {
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
-    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path_, failure);
+    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path_.get(),
+                        failure);
     close_code_ = 1006;
-    close_reason_ = failure;
+    close_reason_.assign(failure);
     respond_and_close(wire::make_error_response(500, "internal error"));
     return;
   }
@@ -345,13 +357,13 @@ void Connection::serve_route() {
 void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra) {
   loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
   if (why == HandshakeFailure::NotFound) {
-    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_);
+    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_.get());
   } else {
     ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason,
-                       remote_address_, path_);
+                       remote_address_, path_.get());
   }
   close_code_ = 1006;
-  close_reason_ = std::string(reason);
+  close_reason_.assign(reason);
   respond_and_close(wire::make_error_response(status, reason, extra));
 }
 
@@ -366,7 +378,7 @@ void Connection::respond_and_close(std::string_view response) {
   state_ = State::Closing;
   close_sent_ = true;
   failed_ = true;
-  timer_ms_ = loop_.now_ms();
+  timer_ms_ = clock32(loop_.now_ms());
   mark_dirty();
 }
 
