@@ -126,6 +126,8 @@ class NodePool {
     }
     return FrameBuffer::create(large_capacity(len));
   }
+  // Bytes of large buffers the pool holds for reuse.
+  std::size_t large_bytes() const noexcept { return large_bytes_; }
   // Takes back a large buffer nobody else holds; false when it was not kept.
   bool put_large(FrameBuffer* b) noexcept {
     const std::size_t c = b->capacity;
