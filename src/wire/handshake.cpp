@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstring>
+#include <memory>
 
 namespace conduit::wire {
 namespace {
@@ -184,9 +185,22 @@ void compute_accept_key(std::string_view client_key, AcceptKey& out) {
     heap.append(client_key).append(websocket_guid);
     input = heap.data();
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
+  // The digest is fetched once and each thread keeps its context: EVP_Digest
+  // with EVP_sha1() looks the algorithm up (under a lock) and allocates a
+  // context on every call, which showed in profiles of upgrade storms.
+  static EVP_MD* const sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  struct ContextDeleter {
+    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+  };
+  static thread_local std::unique_ptr<EVP_MD_CTX, ContextDeleter> ctx(EVP_MD_CTX_new());
+  unsigned char digest[EVP_MAX_MD_SIZE] = {};
   unsigned int digest_len = 0;
-  EVP_Digest(input, input_len, digest, &digest_len, EVP_sha1(), nullptr);
+  if (!sha1 || !ctx || EVP_DigestInit_ex2(ctx.get(), sha1, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), input, input_len) != 1 || EVP_DigestFinal_ex(ctx.get(), digest, &digest_len) != 1) {
+    // Not expected (SHA-1 is in OpenSSL's default provider); the one-shot
+    // form is the fallback, so the answer is always computed.
+    EVP_Digest(input, input_len, digest, &digest_len, EVP_sha1(), nullptr);
+  }
   // 20 bytes of SHA-1 are 28 characters of base64, the last one '='.
   std::size_t o = 0;
   for (std::size_t i = 0; i < 18; i += 3) {
