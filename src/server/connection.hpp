@@ -209,6 +209,7 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool write_shut_ : 1 = false;  // shutdown(SHUT_WR) done
   bool counted_open_ : 1 = false;
   bool high_water_ : 1 = false;  // queue went above half the cap (drain callback)
+  bool path_known_ : 1 = false;  // path_ holds the request target (before that it reads "/")
 };
 
 template <class Fn>

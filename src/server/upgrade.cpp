@@ -136,6 +136,7 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     return;
   }
   path_.assign(up.target);
+  path_known_ = true;
   const std::string& target = path_.get();
   const std::string_view path_only = std::string_view(target).substr(0, target.find('?'));
 
@@ -356,11 +357,13 @@ void Connection::serve_route() {
 
 void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra) {
   loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
+  // A request refused before its head was parsed has no path to log.
+  const std::string_view path = path_known_ ? std::string_view(path_.get()) : std::string_view();
   if (why == HandshakeFailure::NotFound) {
-    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_.get());
+    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path);
   } else {
     ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason,
-                       remote_address_, path_.get());
+                       remote_address_, path);
   }
   close_code_ = 1006;
   close_reason_.assign(reason);
