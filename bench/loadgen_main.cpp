@@ -4,6 +4,7 @@
 //   conduit-loadgen echo   --url ws://127.0.0.1:P/ --connections 100 --size 20 --duration 5 [--json]
 //   conduit-loadgen fanout --url ws://127.0.0.1:P/ --subscribers N --window W --size B --messages M [--json]
 //   conduit-loadgen idle   --url ws://127.0.0.1:P/ --connections 10000 --hold SECONDS
+//   conduit-loadgen upgrades --url ws://127.0.0.1:P/ --in-flight 64 --duration 5 [--json]
 //
 // Exit status: 0 = run completed and every check passed; 1 = the run could not
 // be done (bad URL, connections refused, timeout); 2 = bad command line;
@@ -102,6 +103,16 @@ int main(int argc, char** argv) {
   idle_cmd->add_option("--connections,-c", idle.connections, "connections")->capture_default_str();
   idle_cmd->add_option("--hold", hold, "seconds to hold them (0 = until SIGINT/SIGTERM)")->capture_default_str();
 
+  UpgradeLoadOptions upgrades;
+  double upgrades_duration = 5, upgrades_warmup = 0;
+  auto* upgrades_cmd =
+      app.add_subcommand("upgrades", "open + close storm: connect, upgrade, close handshake, again (ws:// only)");
+  add_common(upgrades_cmd);
+  upgrades_cmd->add_option("--in-flight", upgrades.in_flight, "connections in their life cycle at once")
+      ->capture_default_str();
+  upgrades_cmd->add_option("--duration,-d", upgrades_duration, "measured seconds")->capture_default_str();
+  upgrades_cmd->add_option("--warmup", upgrades_warmup, "seconds of load before measuring")->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
 
   if (cpu >= 0 && !pin_to_cpu(cpu)) {
@@ -136,6 +147,15 @@ int main(int argc, char** argv) {
     fill_common(fanout);
     fanout.timeout = seconds_to_ms(fanout_timeout);
     const FanoutLoadReport r = run_fanout_load(fanout, progress);
+    std::cout << (json ? to_json(r) + "\n" : format_report(r)) << std::flush;
+    if (r.error != LoadError::None) return 1;
+    return failure_reason(r).empty() ? 0 : 3;
+  }
+  if (upgrades_cmd->parsed()) {
+    fill_common(upgrades);
+    upgrades.duration = seconds_to_ms(upgrades_duration);
+    upgrades.warmup = seconds_to_ms(upgrades_warmup);
+    const UpgradeLoadReport r = run_upgrade_load(upgrades);
     std::cout << (json ? to_json(r) + "\n" : format_report(r)) << std::flush;
     if (r.error != LoadError::None) return 1;
     return failure_reason(r).empty() ? 0 : 3;

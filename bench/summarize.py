@@ -53,6 +53,8 @@ def errors_of(r):
     if r["scenario"] == "echo":
         bad = sum(g(r, k) or 0 for k in ("mismatches", "protocol_errors", "closed_early"))
         return f"{bad} errors" if bad else ""
+    if r["scenario"] == "upgrades":
+        return f"{r['failures']} failed connections" if g(r, "failures") else ""
     if r["scenario"] == "fanout":
         bad = sum(g(r, k) or 0 for k in ("gaps", "out_of_order", "corrupt", "protocol_errors"))
         codes = r.get("close_codes", {})
@@ -138,7 +140,40 @@ def echo_report(runs):
         if "conduit" in per and "uws" in per:
             out.append(f"conduit uses {fmt_ratio(per['conduit'], per['uws'])} of uWebSockets' memory per idle "
                        "connection.")
+    out.extend(upgrades_report(runs))
     return "\n".join(out)
+
+
+def upgrades_report(runs):
+    """The upgrade storm: whole connection life cycles per server-CPU-second."""
+    ups = [r for r in runs if r["scenario"] == "upgrades"]
+    if not ups:
+        return []
+    out = [
+        "",
+        "Upgrades per server-CPU-second (open + close storm: 64 connections in flight, each one TCP connect, "
+        "upgrade, close handshake and the server's FIN; conduit-loadgen upgrades):",
+        "",
+        "| server | runs | upgrades/s | server CPU s | upgrades per server-CPU-second | problems |",
+        "|---|---|---|---|---|---|",
+    ]
+    per = {}
+    for server in ("conduit", "beast", "uws"):
+        rs = [r for r in ups if r["server"] == server]
+        if not rs:
+            continue
+        per[server] = median([g(r, "upgrades_per_server_cpu_second") for r in rs])
+        problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+        out.append(
+            f"| {ECHO_NAMES[server]} | {len(rs)} | {fmt_num(median([g(r, 'upgrades_per_second') for r in rs]))} | "
+            f"{fmt_num(median([g(r, 'server_cpu_seconds') for r in rs]), 2)} | **{fmt_num(per[server])}** | {problems} |"
+        )
+    out.append("")
+    if "conduit" in per and "beast" in per:
+        out.append(f"conduit / Beast: {fmt_ratio(per['conduit'], per['beast'])} upgrades per server-CPU-second.")
+    if "conduit" in per and "uws" in per:
+        out.append(f"conduit / uWebSockets: {fmt_ratio(per['conduit'], per['uws'])} upgrades per server-CPU-second.")
+    return out
 
 
 # Reference figures, measured on another machine of this kind (uWebSockets included).
@@ -274,6 +309,9 @@ def one_line(r):
     """Progress line for one run, printed by scripts/bench as it goes."""
     if r.get("scenario") == "echo":
         main = f"{g(r, 'messages_per_second') or 0:,.0f} msg/s, {g(r, 'messages_per_server_cpu_second') or 0:,.0f} msg per server-CPU-s"
+    elif r.get("scenario") == "upgrades":
+        main = (f"{g(r, 'upgrades_per_second') or 0:,.0f} upgrades/s, "
+                f"{g(r, 'upgrades_per_server_cpu_second') or 0:,.0f} upgrades per server-CPU-s")
     elif r.get("scenario") == "send-floor":
         main = (f"{g(r, 'sends_per_cpu_second') or 0:,.0f} sends per sender-CPU-s "
                 f"({g(r, 'us_per_send') or 0:.2f} µs each, {g(r, 'bytes') or 0} bytes)")

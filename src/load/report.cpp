@@ -197,4 +197,35 @@ std::string to_json(const IdleLoadReport& r) {
                      r.connect_seconds, json_close_codes(r.close_codes));
 }
 
+std::string failure_reason(const UpgradeLoadReport& r) {
+  Reasons why;
+  if (r.error != LoadError::None) why.add("{}: {}", to_string(r.error), r.error_detail);
+  if (r.upgrades == 0) why.add("no upgrade was measured");
+  if (r.failures > 0) why.add("{} failed connections", r.failures);
+  return why.text;
+}
+
+std::string format_report(const UpgradeLoadReport& r) {
+  std::string out = text_error(r.error, r.error_detail);
+  if (r.seconds && r.upgrades_per_second)
+    out += fmt::format("upgrades:      {} in {:.2f} s = {:.0f}/s (open + close)\n", r.upgrades, *r.seconds,
+                       *r.upgrades_per_second);
+  else
+    out += fmt::format("upgrades:      {} (no measured window)\n", r.upgrades);
+  out += fmt::format("failures:      {}\n", r.failures);
+  if (r.server_cpu_seconds)
+    out += fmt::format("server CPU:    {:.2f} s = {:.0f} upgrades per server-CPU-second\n", *r.server_cpu_seconds,
+                       r.upgrades_per_server_cpu_second.value_or(0));
+  return out;
+}
+
+std::string to_json(const UpgradeLoadReport& r) {
+  return fmt::format(
+      R"({{"scenario":"upgrades","error":"{}","error_detail":"{}","seconds":{},"upgrades":{},"failures":{},)"
+      R"("upgrades_per_second":{},"server_cpu_seconds":{},"upgrades_per_server_cpu_second":{}}})",
+      to_string(r.error), json_escape(r.error_detail), json_number(r.seconds, 4), r.upgrades, r.failures,
+      json_number(r.upgrades_per_second, 1), json_number(r.server_cpu_seconds, 3),
+      json_number(r.upgrades_per_server_cpu_second, 1));
+}
+
 }  // namespace conduit::load

@@ -64,6 +64,9 @@ class NodePool {
   NodePool& operator=(const NodePool&) = delete;
   ~NodePool() {
     for (std::size_t i = 0; i < chunk_count_; ++i) chunks_[i]->release();
+    for (std::size_t c = 0; c < kLargeClasses; ++c) {
+      for (std::size_t i = 0; i < large_count_[c]; ++i) large_[c][i]->release();
+    }
     while (free_) {
       QueueNode* n = free_;
       free_ = n->next;
@@ -99,6 +102,44 @@ class NodePool {
     return true;
   }
 
+  // Owned buffers for frames larger than a chunk, in power-of-two size
+  // classes from 4 KiB to 1 MiB. Without them every large reply queued was a
+  // malloc and a free, and glibc returned the freed blocks to the kernel
+  // (madvise) only to fault them back in on the next message. At most
+  // kLargeReserve buffers per class and kLargeReserveBytes in all are kept.
+  static constexpr std::size_t large_min = 4096;
+  static constexpr std::size_t large_max = 1 << 20;
+  static constexpr std::size_t large_capacity(std::size_t len) noexcept {
+    std::size_t c = large_min;
+    while (c < len) c <<= 1;
+    return c;
+  }
+  FrameBuffer* get_large(std::size_t len) {
+    if (len > large_max) return FrameBuffer::create(len);
+    const std::size_t cls = large_class(large_capacity(len));
+    if (large_count_[cls] > 0) {
+      FrameBuffer* b = large_[cls][--large_count_[cls]];
+      large_bytes_ -= b->capacity;
+      b->size = 0;
+      b->refs.store(1, std::memory_order_relaxed);
+      return b;
+    }
+    return FrameBuffer::create(large_capacity(len));
+  }
+  // Bytes of large buffers the pool holds for reuse.
+  std::size_t large_bytes() const noexcept { return large_bytes_; }
+  // Takes back a large buffer nobody else holds; false when it was not kept.
+  bool put_large(FrameBuffer* b) noexcept {
+    const std::size_t c = b->capacity;
+    if (c < large_min || c > large_max || (c & (c - 1)) != 0) return false;
+    const std::size_t cls = large_class(c);
+    if (large_count_[cls] >= kLargeReserve || large_bytes_ + c > kLargeReserveBytes) return false;
+    b->owner = nullptr;
+    large_[cls][large_count_[cls]++] = b;
+    large_bytes_ += c;
+    return true;
+  }
+
   void put(QueueNode* n) noexcept {
     // Keep a bounded reserve so a burst does not pin memory forever.
     if (free_count_ >= 65536) {
@@ -113,6 +154,17 @@ class NodePool {
 
  private:
   static constexpr std::size_t kChunkReserve = 256;
+  static constexpr std::size_t kLargeClasses = 9;  // 4 KiB .. 1 MiB
+  static constexpr std::size_t kLargeReserve = 16;
+  static constexpr std::size_t kLargeReserveBytes = 4 << 20;
+  static std::size_t large_class(std::size_t capacity) noexcept {
+    std::size_t cls = 0;
+    for (std::size_t c = large_min; c < capacity; c <<= 1) ++cls;
+    return cls;
+  }
+  FrameBuffer* large_[kLargeClasses][kLargeReserve] = {};
+  std::size_t large_count_[kLargeClasses] = {};
+  std::size_t large_bytes_ = 0;
   QueueNode* free_ = nullptr;
   std::size_t free_count_ = 0;
   FrameBuffer* chunks_[kChunkReserve] = {};
@@ -140,7 +192,7 @@ class SendQueue {
     if (tail_ && tail_->buf->owner == this && tail_->end == tail_->buf->size && tail_->buf->room() >= len) {
       return tail_->buf->data() + tail_->buf->size;
     }
-    FrameBuffer* b = len > owned_chunk ? FrameBuffer::create(len) : pool.get_chunk(owned_chunk);
+    FrameBuffer* b = len > owned_chunk ? pool.get_large(len) : pool.get_chunk(owned_chunk);
     b->owner = this;
     QueueNode* n = pool.get();
     n->buf = b;  // the node holds the creation reference
@@ -239,9 +291,14 @@ class SendQueue {
     FrameBuffer* b = n->buf;
     // refs == 1 means this node is the last holder anywhere, so no other
     // thread can observe the buffer any more and it may be recycled here.
-    if (!(b->capacity == owned_chunk && b->refs.load(std::memory_order_acquire) == 1 && pool.put_chunk(b))) {
-      b->release();
+    // A buffer whose size is one of the pool's classes goes back to this
+    // loop's pool, wherever it was allocated (a fan-out batch of another
+    // loop included): at refs == 1 nothing else can reach it.
+    bool kept = false;
+    if (b->refs.load(std::memory_order_acquire) == 1) {
+      kept = b->capacity == owned_chunk ? pool.put_chunk(b) : pool.put_large(b);
     }
+    if (!kept) b->release();
     pool.put(n);
   }
 

@@ -33,11 +33,11 @@ wire::ParserLimits initial_limits(const ServerOptions& o) {
 
 Connection::Connection(Loop& loop, int fd, std::uint64_t id, std::string remote_address, bool metrics_only)
     : loop_(loop),
-      fd_(fd),
       id_(id),
       parser_(wire::Role::Server, initial_limits(loop.core().options())),
       transport_(plain_transport()),
       remote_address_(std::move(remote_address)),
+      fd_(fd),
       metrics_only_(metrics_only) {
   everyone_.conn = this;
 }
@@ -72,13 +72,13 @@ void Connection::handler_failed(const char* which, const char* what) noexcept {
 }
 
 void Connection::start() {
-  // The listener accepted fd_ non-blocking (accept4).
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // we cork ourselves (so Nagle would only add delay)
+  // The listener accepted fd_ non-blocking (accept4), with TCP_NODELAY
+  // inherited from the listening socket (we cork ourselves, so Nagle would
+  // only add delay): no setsockopt per connection.
   self_ = shared_from_this();
-  started_ms_ = last_rx_ms_ = loop_.now_ms();
+  started_ms_ = loop_.now_ms();
+  last_rx_ms_ = clock32(started_ms_);
   loop_.add(this);
-  handshake_ = std::make_unique<HandshakeState>();
   if (core().tls()) {
     transport_ = core().tls()->new_session();
     if (!transport_) {
@@ -94,9 +94,9 @@ void Connection::start() {
     finish(1006, "cannot watch socket");
     return;
   }
-  // Read speculatively: the request may already be here, and edge-triggered
-  // readiness reports only what arrives after registration.
-  on_readable();
+  // No read here: registering a socket reports input that is already there
+  // (EPOLL_CTL_ADD polls it once), and a read before the request has arrived
+  // is a syscall that fails with EAGAIN — the common case right after accept.
 }
 
 void Connection::on_io(std::uint32_t events) {
@@ -149,7 +149,7 @@ void Connection::on_readable() {
     if (n > 0) {
       bytes_in_ += static_cast<std::uint64_t>(n);
       loop_.counters().bytes_received.inc(static_cast<std::uint64_t>(n));
-      last_rx_ms_ = loop_.now_ms();
+      last_rx_ms_ = clock32(loop_.now_ms());
       awaiting_pong_ = false;
       process_input(buf, static_cast<std::size_t>(n));
       // A short read drained the socket; a new edge will report anything
@@ -203,7 +203,7 @@ void Connection::on_eof() {
   if (state_ == State::Handshake) {
     finish(1006, "closed during handshake");
   } else if (close_received_ || (close_sent_ && failed_)) {
-    finish(close_code_, close_reason_);
+    finish(close_code_, close_reason_.get());
   } else {
     finish(1006, close_sent_ ? "peer closed without answering our close" : "peer closed without close frame");
   }

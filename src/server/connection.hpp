@@ -27,6 +27,7 @@
 #include "server/failures.hpp"
 #include "server/fanout.hpp"
 #include "server/foreign_send.hpp"
+#include "server/rare_string.hpp"
 #include "server/transport.hpp"
 #include "wire/parser.hpp"
 
@@ -64,8 +65,8 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void close(std::uint16_t code, std::string_view reason) override;
   std::uint64_t id() const noexcept override { return id_; }
   const std::string& remote_address() const noexcept override { return remote_address_; }
-  const std::string& path() const noexcept override { return path_; }
-  const std::string& subprotocol() const noexcept override { return subprotocol_; }
+  const std::string& path() const noexcept override { return path_.get(); }
+  const std::string& subprotocol() const noexcept override { return subprotocol_.get(); }
   std::size_t buffered_amount() const noexcept override { return queued_bytes_.load(std::memory_order_relaxed); }
   bool is_open() const noexcept override { return state_ == State::Open; }
   unsigned loop_index() const noexcept override;
@@ -104,6 +105,11 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   // whether such sends are still accepted.
   std::atomic<std::uint32_t> foreign_bytes_{0};
 
+ private:
+  // Beside foreign_bytes_, so that the two 32-bit counters share 8 bytes.
+  std::atomic<std::uint32_t> queued_bytes_{0};  // queue_.bytes() for other threads (saturating)
+
+ public:
   // wire::Parser handler interface.
   void on_message(wire::Opcode op, std::uint8_t* data, std::size_t len, bool compressed);
   void on_ping(const std::uint8_t* data, std::size_t len);
@@ -137,6 +143,12 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   SendStatus send_from_other_thread(std::string_view data, MessageType type);
   SendStatus enqueue_message(std::string_view data, MessageType type, Admission admission);
   SendStatus enqueue_frame(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1, Admission admission);
+  void write_through(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1);
+  void write_through(const iovec* iov, int count);
+  // Frames from this size up leave at once when nothing is queued: a frame
+  // that does not fit in a pooled chunk would otherwise be copied into a
+  // buffer of its own.
+  static constexpr std::size_t kWriteThroughBytes = net::SendQueue::owned_chunk;
   SendStatus admit(std::size_t frame_bytes);  // slow-consumer policy
   void overflow(std::size_t queued);          // the policy's action once over the cap
   void note_queue_bytes() noexcept {
@@ -153,28 +165,35 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void finish(std::uint16_t code, std::string_view reason);
   void leave_all_groups() noexcept;
 
+  // Member order packs the object (it is the bulk of an idle connection's
+  // memory): pointers and 64-bit fields first, the small ones at the end.
   Loop& loop_;
-  int fd_;
   std::shared_ptr<Connection> self_;  // the loop's reference while the socket is open
   std::uint64_t id_;
   wire::Parser parser_;
   net::SendQueue queue_;
-  std::atomic<std::uint32_t> queued_bytes_{0};  // queue_.bytes() for other threads (saturating)
   std::unique_ptr<HandshakeState> handshake_;
   std::unique_ptr<wire::PerMessageDeflate> deflate_;
   TransportPtr transport_;
   GroupMembership* groups_ = nullptr;  // application groups, linked by next_of_connection
   std::string remote_address_;
-  std::string path_;
-  std::string subprotocol_;
-  std::string close_reason_;
+  RootByDefault path_;  // the request target ("/" for most connections)
+  EmptyByDefault subprotocol_;
+  EmptyByDefault close_reason_;
   std::int64_t started_ms_ = 0;
-  std::int64_t last_rx_ms_ = 0;
-  // When our last ping left (Open) or our close frame was queued (Closing):
-  // one field, since a closing connection sends no more pings.
-  std::int64_t timer_ms_ = 0;
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
+  // The loop clock's low 32 bits (clock32), compared by since(): the spans
+  // measured (heartbeat interval, pong and close timeouts) are far below the
+  // 49 days at which 32 bits of milliseconds wrap, and this saves 8 bytes a
+  // connection. last_rx_ms_: when input last arrived. timer_ms_: when our
+  // last ping left (Open) or our close frame was queued (Closing); one
+  // field, since a closing connection sends no more pings.
+  std::uint32_t last_rx_ms_ = 0;
+  std::uint32_t timer_ms_ = 0;
+  static std::uint32_t clock32(std::int64_t ms) noexcept { return static_cast<std::uint32_t>(ms); }
+  static std::int64_t since(std::int64_t now, std::uint32_t then) noexcept { return clock32(now) - then; }
+  int fd_;
   std::uint16_t close_code_ = 1006;
   State state_ = State::Handshake;
 
@@ -195,6 +214,7 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool write_shut_ : 1 = false;  // shutdown(SHUT_WR) done
   bool counted_open_ : 1 = false;
   bool high_water_ : 1 = false;  // queue went above half the cap (drain callback)
+  bool path_known_ : 1 = false;  // path_ holds the request target (before that it reads "/")
 };
 
 template <class Fn>

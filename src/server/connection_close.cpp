@@ -20,12 +20,12 @@ void Connection::on_close(std::uint16_t code, std::string_view reason) {
     close_received_ = true;
     // Echo the peer's code (RFC 6455 §5.5.1); a close without a code is answered with an empty close.
     close_code_ = code;
-    close_reason_ = std::string(reason);
+    close_reason_.assign(reason);
     std::string payload = wire::close_payload(code == 1005 ? 1005 : code, {});
     enqueue_frame(wire::Opcode::Close, reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size(), false,
                   Admission::Control);
     close_sent_ = true;
-    timer_ms_ = loop_.now_ms();
+    timer_ms_ = clock32(loop_.now_ms());
     state_ = State::Closing;
   } else {
     close_received_ = true;
@@ -52,12 +52,12 @@ void Connection::start_close(std::uint16_t code, std::string_view reason, bool f
   state_ = State::Closing;
   failed_ = failed;
   close_code_ = code;
-  close_reason_ = std::string(reason);
+  close_reason_.assign(reason);
   std::string payload = wire::close_payload(code, reason);
   enqueue_frame(wire::Opcode::Close, reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size(), false,
                 Admission::Control);
   close_sent_ = true;
-  timer_ms_ = loop_.now_ms();
+  timer_ms_ = clock32(loop_.now_ms());
 }
 
 void Connection::go_away() {
@@ -85,27 +85,27 @@ void Connection::sweep(std::int64_t now) {
       const auto interval = o.heartbeat.ping_interval.count();
       if (interval <= 0) break;
       if (awaiting_pong_) {
-        if (now - timer_ms_ >= o.heartbeat.pong_timeout.count()) {
+        if (since(now, timer_ms_) >= o.heartbeat.pong_timeout.count()) {
           loop_.counters().pong_timeouts.inc();
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::PongTimeout)].inc();
           ops::logger().warn("event=pong_timeout id={} remote={} silent_ms={}", id_, remote_address_,
-                             now - last_rx_ms_);
+                             since(now, last_rx_ms_));
           finish(1006, "pong timeout");
         }
-      } else if (now - last_rx_ms_ >= interval) {
+      } else if (since(now, last_rx_ms_) >= interval) {
         awaiting_pong_ = true;
-        timer_ms_ = now;
+        timer_ms_ = clock32(now);
         loop_.counters().pings_sent.inc();
         enqueue_frame(wire::Opcode::Ping, nullptr, 0, false, Admission::Control);
       }
       break;
     }
     case State::Closing:
-      if (now - timer_ms_ >= o.close_timeout.count()) {
+      if (since(now, timer_ms_) >= o.close_timeout.count()) {
         if (!close_received_ && !failed_) {
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::CloseTimeout)].inc();
         }
-        finish(close_received_ || failed_ ? close_code_ : 1006, close_reason_);
+        finish(close_received_ || failed_ ? close_code_ : 1006, close_reason_.get());
       }
       break;
     case State::Closed:
@@ -136,8 +136,8 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     ops::logger().info(
         "event=close id={} remote={} path={} subprotocol={} code={} reason=\"{}\" duration_ms={} bytes_in={} "
         "bytes_out={}",
-        id_, remote_address_, path_, subprotocol_.empty() ? "-" : subprotocol_, code, reason, duration, bytes_in_,
-        bytes_out_);
+        id_, remote_address_, path_.get(), subprotocol_.empty() ? "-" : subprotocol_.get(), code, reason, duration,
+        bytes_in_, bytes_out_);
     for (const auto& hook : core().close_hooks()) guarded("close_hook", [&] { hook(*this); });
     if (core().handlers().on_close) guarded("on_close", [&] { core().handlers().on_close(*this, code, reason); });
   }

@@ -131,11 +131,63 @@ SendStatus Connection::enqueue_frame(wire::Opcode op, const std::uint8_t* data, 
     status = admit(size);
     if (status == SendStatus::Dropped) return status;
   }
+  if (size >= kWriteThroughBytes && queue_.empty() && !write_blocked_ && transport_->writes_through()) {
+    write_through(op, data, len, rsv1);
+    return status;
+  }
   std::uint8_t* p = queue_.reserve(loop_.pool(), size);
   queue_.commit(wire::write_unmasked_frame(p, op, rsv1, data, len));
   note_queue_bytes();
   mark_dirty();
   return status;
+}
+
+// Nothing is queued ahead of this frame, so it may leave now, straight from
+// the caller's bytes (for an echo: the loop's read buffer), with no copy and
+// no buffer. Small frames are not written through: corking them into one
+// write per batch costs fewer syscalls than one send each.
+void Connection::write_through(wire::Opcode op, const std::uint8_t* data, std::size_t len, bool rsv1) {
+  std::uint8_t header[wire::max_header_size];
+  const std::size_t header_len = wire::write_header(header, op, true, rsv1, len, nullptr);
+  const iovec iov[2] = {{header, header_len}, {const_cast<std::uint8_t*>(data), len}};
+  write_through(iov, 2);
+}
+
+// Writes iov at once (the caller checked that nothing is queued and the
+// transport writes through). Only what the kernel does not take is queued,
+// and then flushed at the end of the batch like any queued output.
+void Connection::write_through(const iovec* iov, int count) {
+  int err = 0;
+  const long n = transport_->write_through(fd_, iov, count, err);
+  // A failure (reset, EPIPE) is not handled here: the bytes are queued whole
+  // and the end-of-batch flush meets the same error and fails the connection
+  // the usual way.
+  std::size_t skip = n > 0 ? static_cast<std::size_t>(n) : 0;
+  if (skip > 0) {
+    bytes_out_ += skip;
+    loop_.counters().bytes_sent.inc(skip);
+  }
+  std::size_t total = 0;
+  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
+  if (skip == total) {
+    // Promised on_drain (Backpressure) runs from the end-of-batch flush.
+    if (high_water_) mark_dirty();
+    return;
+  }
+  std::uint8_t* p = queue_.reserve(loop_.pool(), total - skip);
+  for (int i = 0; i < count; ++i) {
+    const std::size_t len = iov[i].iov_len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    std::memcpy(p, static_cast<const std::uint8_t*>(iov[i].iov_base) + skip, len - skip);
+    p += len - skip;
+    skip = 0;
+  }
+  queue_.commit(total - (n > 0 ? static_cast<std::size_t>(n) : 0));
+  note_queue_bytes();
+  mark_dirty();
 }
 
 void Connection::stop_foreign_sends(PendingSends pending) {
@@ -192,9 +244,10 @@ void Connection::after_flush() {
   if (close_sent_ && close_received_ && queue_.empty() && !transport_->has_pending_output()) {
     // Close handshake complete and our close has left: the server closes the
     // TCP connection first (RFC 6455 §7.1.1). The peer sends nothing after
-    // its close frame, so closing now does not reset the connection.
-    transport_->shutdown_write(fd_);
-    finish(close_code_, close_reason_);
+    // its close frame, so closing now does not reset the connection (and for
+    // plain TCP the close alone sends the FIN: one syscall less per connection).
+    if (!transport_->close_ends_stream()) transport_->shutdown_write(fd_);
+    finish(close_code_, close_reason_.get());
     return;
   }
   if (close_sent_ && !write_shut_ && failed_ && queue_.empty()) {

@@ -47,6 +47,22 @@ class PlainTransport final : public Transport {
     return WriteStatus::Done;
   }
 
+  bool writes_through() const noexcept override { return true; }
+  bool close_ends_stream() const noexcept override { return true; }
+  long write_through(int fd, const iovec* iov, int count, int& err) override {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<std::size_t>(count);
+    for (;;) {
+      ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      err = errno;
+      return -1;
+    }
+  }
+
   bool owned_by_connection() const noexcept override { return false; }
 };
 
@@ -55,6 +71,11 @@ PlainTransport g_plain;
 }  // namespace
 
 void Transport::shutdown_write(int fd) noexcept { ::shutdown(fd, SHUT_WR); }
+
+long Transport::write_through(int, const iovec*, int, int& err) {
+  err = ENOTSUP;
+  return -1;
+}
 
 TransportPtr plain_transport() noexcept { return TransportPtr(&g_plain); }
 

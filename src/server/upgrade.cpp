@@ -4,8 +4,7 @@
 #include "ops/log.hpp"
 
 #include <algorithm>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <cstdint>
 #include <cstring>
 
@@ -24,11 +23,55 @@ namespace http = boost::beast::http;
 namespace {
 constexpr std::size_t kMaxRequestHeader = 16 * 1024;
 
-using RequestParser = http::request_parser<http::empty_body>;
+// Beast's HTTP/1.1 request-head grammar without its field container: the
+// method, target and fields are views of the bytes being parsed, collected
+// into a per-thread UpgradeRequest whose field list keeps its capacity. An
+// upgrade therefore parses its request with no allocation (the request head
+// must be in one contiguous piece, which it is: the read buffer or the
+// connection's handshake buffer).
+class RequestHeadParser final : public http::basic_parser<true> {
+ public:
+  explicit RequestHeadParser(wire::UpgradeRequest& up) : up_(up) {
+    up_.method = {};
+    up_.target = {};
+    up_.version = 11;
+    up_.headers.clear();
+  }
 
-// Parses a complete request head (ending in CRLF CRLF). Empty on success,
-// else the reason it is malformed.
-std::string parse_head(RequestParser& parser, std::string_view head, wire::UpgradeRequest& up) {
+ private:
+  void on_request_impl(http::verb, boost::beast::string_view method, boost::beast::string_view target, int version,
+                       boost::beast::error_code&) override {
+    up_.method = std::string_view(method.data(), method.size());
+    up_.target = std::string_view(target.data(), target.size());
+    up_.version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int, boost::beast::string_view, int, boost::beast::error_code&) override {}
+  void on_field_impl(http::field, boost::beast::string_view name, boost::beast::string_view value,
+                     boost::beast::error_code&) override {
+    up_.headers.push_back({std::string_view(name.data(), name.size()), std::string_view(value.data(), value.size())});
+  }
+  void on_header_impl(boost::beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, boost::beast::error_code&) override {}
+  std::size_t on_body_impl(boost::beast::string_view, boost::beast::error_code&) override { return 0; }
+  void on_chunk_header_impl(std::uint64_t, boost::beast::string_view, boost::beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, boost::beast::string_view, boost::beast::error_code&) override {
+    return 0;
+  }
+  void on_finish_impl(boost::beast::error_code&) override {}
+
+  wire::UpgradeRequest& up_;
+};
+
+// The parsed request of the handshake in progress on this thread (one at a
+// time: handshakes run from socket events, never inside one another).
+wire::UpgradeRequest& request_scratch() {
+  static thread_local wire::UpgradeRequest up;
+  return up;
+}
+
+// Parses a complete request head (ending in CRLF CRLF) into the parser's
+// request. Empty on success, else the reason it is malformed.
+std::string parse_head(RequestHeadParser& parser, std::string_view head) {
   parser.header_limit(kMaxRequestHeader);
   // The body is never read by this parser: its size is judged by the route's
   // cap (413), not by Beast's default limit (1 MB), which would make a large
@@ -36,15 +79,10 @@ std::string parse_head(RequestParser& parser, std::string_view head, wire::Upgra
   parser.body_limit(boost::none);
   parser.eager(false);
   boost::system::error_code ec;
-  parser.put(boost::asio::buffer(head.data(), head.size()), ec);
+  parser.put(boost::asio::const_buffer(head.data(), head.size()), ec);
   if (!parser.is_header_done() || (ec && ec != http::error::need_more && ec != http::error::unexpected_body)) {
     return std::string("malformed HTTP request: ") + (ec ? ec.message() : "incomplete header");
   }
-  const auto& req = parser.get();
-  up.method = req.method_string();
-  up.version = req.version();
-  up.target = req.target();
-  for (const auto& field : req) up.headers.push_back({field.name_string(), field.value()});
   return {};
 }
 
@@ -57,33 +95,54 @@ wire::ParserLimits limits_for(const ServerOptions& o, bool deflate) {
 }  // namespace
 
 void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
-  HandshakeState& h = *handshake_;
-  std::size_t old = h.buf.size();
-  std::size_t room = kMaxRequestHeader - old;
-  h.buf.append(reinterpret_cast<const char*>(data), std::min(len, room));
-  std::size_t pos = h.buf.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
-  if (pos == std::string::npos) {
-    if (h.buf.size() >= kMaxRequestHeader) {
-      refuse(431, "request header too large", HandshakeFailure::HeaderTooLarge);
+  // The common case, a whole request head in one read, is parsed where it
+  // lies in the loop's read buffer; only a head split across reads (or an
+  // HTTP request with a body) is gathered in the connection's handshake
+  // buffer, allocated for that and freed after the response.
+  std::string_view head;
+  std::size_t consumed_from_data = 0;
+  if (!handshake_) {
+    const std::string_view in(reinterpret_cast<const char*>(data), len);
+    const std::size_t pos = in.find("\r\n\r\n");
+    if (pos == std::string_view::npos || pos + 4 > kMaxRequestHeader) {
+      handshake_ = std::make_unique<HandshakeState>();
+    } else {
+      head = in.substr(0, pos + 4);
+      consumed_from_data = head.size();
     }
-    return;
   }
-  std::size_t header_len = pos + 4;
+  if (handshake_) {
+    HandshakeState& h = *handshake_;
+    std::size_t old = h.buf.size();
+    std::size_t room = kMaxRequestHeader - old;
+    h.buf.append(reinterpret_cast<const char*>(data), std::min(len, room));
+    std::size_t pos = h.buf.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+    if (pos == std::string::npos) {
+      if (h.buf.size() >= kMaxRequestHeader) {
+        refuse(431, "request header too large", HandshakeFailure::HeaderTooLarge);
+      }
+      return;
+    }
+    head = std::string_view(h.buf).substr(0, pos + 4);
+    consumed_from_data = head.size() - old;
+  }
+  const std::size_t header_len = head.size();
   // Bytes after the request head belong to the WebSocket stream (a client may
   // pipeline its first frames behind the upgrade request) or are the body of
   // an HTTP request.
-  std::size_t consumed_from_data = header_len - old;
   std::uint8_t* rest = data + consumed_from_data;
   std::size_t rest_len = len - consumed_from_data;
 
-  RequestParser parser;
-  wire::UpgradeRequest up;
-  if (std::string error = parse_head(parser, std::string_view(h.buf).substr(0, header_len), up); !error.empty()) {
+  wire::UpgradeRequest& up = request_scratch();
+  RequestHeadParser parser(up);
+  if (std::string error = parse_head(parser, head); !error.empty()) {
     refuse(400, error, HandshakeFailure::BadRequest);
     return;
   }
-  path_ = std::string(up.target);
-  const std::string_view path_only = std::string_view(path_).substr(0, path_.find('?'));
+  path_.assign(up.target);
+  path_known_ = true;
+  const std::string& target = path_.get();
+  const std::string_view path_only = std::string_view(target).substr(0, target.find('?'));
 
   wire::UpgradeCheck check = wire::check_upgrade_request(up);
   switch (check.verdict) {
@@ -113,6 +172,11 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
                HandshakeFailure::BodyTooLarge);
         return;
       }
+      if (!handshake_) {
+        handshake_ = std::make_unique<HandshakeState>();
+        handshake_->buf.assign(head);
+      }
+      HandshakeState& h = *handshake_;
       h.buf.resize(header_len);  // anything read past the head is in rest
       h.route = route;
       h.header_len = static_cast<std::uint32_t>(header_len);
@@ -157,8 +221,8 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   if (core().handlers().on_upgrade) {
     UpgradeInfo info;
     info.path = path_only;
-    const auto qpos = path_.find('?');
-    info.query = qpos == std::string::npos ? std::string_view() : std::string_view(path_).substr(qpos + 1);
+    const auto qpos = target.find('?');
+    info.query = qpos == std::string::npos ? std::string_view() : std::string_view(target).substr(qpos + 1);
     info.remote_address = remote_address_;
     info.origin = adm.origin;
     info.offered_subprotocols = adm.offered;
@@ -202,14 +266,28 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
       }
     }
   }
-  subprotocol_ = std::move(subprotocol);
-  std::string response = wire::make_accept_response(wire::compute_accept_key(check.key), subprotocol_, extensions);
-  handshake_.reset();
-  std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
-  std::memcpy(p, response.data(), response.size());
-  queue_.commit(response.size());
-  note_queue_bytes();
-  mark_dirty();
+  subprotocol_.assign(subprotocol);
+  // The 101 is written straight into the send queue (a pooled chunk), with
+  // the accept key on the stack: no heap string per upgrade.
+  wire::AcceptKey accept;
+  wire::compute_accept_key(check.key, accept);
+  const std::string_view accept_view(accept.data(), accept.size());
+  const std::size_t response_len = wire::accept_response_size(accept_view, subprotocol_.get(), extensions);
+  char stack_response[512];
+  if (response_len <= sizeof stack_response && queue_.empty() && transport_->writes_through()) {
+    // Plain TCP: the 101 leaves now, from the stack. Queued, it would hold a
+    // pooled chunk until the end of the batch, and an accept burst would
+    // leave the loop's pool holding hundreds of them.
+    const iovec iov{stack_response,
+                    wire::write_accept_response(stack_response, accept_view, subprotocol_.get(), extensions)};
+    write_through(&iov, 1);
+  } else {
+    std::uint8_t* p = queue_.reserve(loop_.pool(), response_len);
+    queue_.commit(wire::write_accept_response(reinterpret_cast<char*>(p), accept_view, subprotocol_.get(), extensions));
+    note_queue_bytes();
+    mark_dirty();
+  }
+  handshake_.reset();  // check.key and the request views point into it (or the read buffer) until here
   complete_upgrade(rest, rest_len);
 }
 
@@ -222,8 +300,8 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
   parser_.set_limits(limits_for(core().options(), deflate_ != nullptr));
   loop_.counters().connections_total.inc();
   loop_.counters().connections_active.inc();
-  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path_,
-                     subprotocol_.empty() ? "-" : subprotocol_, deflate_ ? "deflate" : "none");
+  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_,
+                     path_.get(), subprotocol_.empty() ? "-" : subprotocol_.get(), deflate_ ? "deflate" : "none");
   if (core().handlers().on_open) guarded("on_open", [&] { core().handlers().on_open(*this); });
   if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
 }
@@ -281,24 +359,24 @@ bool Connection::answer_head_check(const HttpRoute& route, const wire::UpgradeRe
   if (response.empty()) {
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
     ops::logger().error("event=http_route_failed remote={} path={} reason=\"head check failed\"", remote_address_,
-                        path_);
+                        path_.get());
     close_code_ = 1006;
-    close_reason_ = "head check failed";
+    close_reason_.assign("head check failed");
     respond_and_close(wire::make_error_response(500, "internal error"));
     return true;
   }
   if (req.method == "HEAD") response.erase(response.find("\r\n\r\n") + 4);
   close_code_ = 1006;
-  close_reason_ = "answered by the route's head check";
+  close_reason_.assign("answered by the route's head check");
   respond_and_close(response);  // the body, if any, is drained unread
   return true;
 }
 
 void Connection::serve_route() {
   HandshakeState& h = *handshake_;
-  RequestParser parser;
-  wire::UpgradeRequest up;
-  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len), up);  // parsed once already: cannot fail
+  wire::UpgradeRequest& up = request_scratch();
+  RequestHeadParser parser(up);
+  parse_head(parser, std::string_view(h.buf).substr(0, h.header_len));  // parsed once already: cannot fail
   std::vector<std::string> scratches;
   HttpRequest req = make_request(up, remote_address_, scratches);
   req.body = std::string_view(h.buf).substr(h.header_len);
@@ -322,9 +400,10 @@ void Connection::serve_route() {
   }
   if (failure) {
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
-    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path_, failure);
+    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path_.get(),
+                        failure);
     close_code_ = 1006;
-    close_reason_ = failure;
+    close_reason_.assign(failure);
     respond_and_close(wire::make_error_response(500, "internal error"));
     return;
   }
@@ -335,14 +414,16 @@ void Connection::serve_route() {
 void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra) {
   // HandshakeFailure::Count: already counted under the accept hook's own label.
   if (why != HandshakeFailure::Count) loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
+  // A request refused before its head was parsed has no path to log.
+  const std::string_view path = path_known_ ? std::string_view(path_.get()) : std::string_view();
   if (why == HandshakeFailure::NotFound) {
-    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path_);
+    ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path);
   } else {
     ops::logger().warn("event=handshake_refused status={} reason=\"{}\" remote={} path={}", status, reason,
-                       remote_address_, path_);
+                       remote_address_, path);
   }
   close_code_ = 1006;
-  close_reason_ = std::string(reason);
+  close_reason_.assign(reason);
   respond_and_close(wire::make_error_response(status, reason, extra));
 }
 
@@ -357,7 +438,7 @@ void Connection::respond_and_close(std::string_view response) {
   state_ = State::Closing;
   close_sent_ = true;
   failed_ = true;
-  timer_ms_ = loop_.now_ms();
+  timer_ms_ = clock32(loop_.now_ms());
   mark_dirty();
 }
 

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstring>
+#include <memory>
 
 namespace conduit::wire {
 namespace {
@@ -130,12 +131,11 @@ std::string base64_encode(const std::uint8_t* data, std::size_t len) {
   return out;
 }
 
-bool base64_decode(std::string_view in, std::string& out) {
-  out.clear();
+bool base64_decode(std::string_view in, std::uint8_t* out, std::size_t capacity, std::size_t& out_len) {
+  out_len = 0;
   // Padding is mandatory (RFC 4648 §3.2 for this use: Sec-WebSocket-Key is
   // always 24 characters with "=="), so the length is a multiple of 4.
   if (in.size() % 4 != 0) return false;
-  out.reserve(in.size() / 4 * 3);
   for (std::size_t i = 0; i < in.size(); i += 4) {
     std::uint8_t v[4];
     for (int j = 0; j < 4; ++j) v[j] = kBase64Values[static_cast<std::uint8_t>(in[i + j])];
@@ -152,24 +152,75 @@ bool base64_decode(std::string_view in, std::string& out) {
     } else if (v[2] > 63 || v[3] > 63) {
       return false;
     }
+    if (capacity - out_len < bytes) return false;
     const std::uint32_t word = (std::uint32_t{v[0]} << 18) | (std::uint32_t{v[1]} << 12) |
                                (std::uint32_t{bytes >= 2 ? v[2] : 0u} << 6) | (bytes == 3 ? v[3] : 0u);
-    out.push_back(static_cast<char>(word >> 16));
-    if (bytes >= 2) out.push_back(static_cast<char>((word >> 8) & 0xFF));
-    if (bytes == 3) out.push_back(static_cast<char>(word & 0xFF));
+    out[out_len++] = static_cast<std::uint8_t>(word >> 16);
+    if (bytes >= 2) out[out_len++] = static_cast<std::uint8_t>((word >> 8) & 0xFF);
+    if (bytes == 3) out[out_len++] = static_cast<std::uint8_t>(word & 0xFF);
   }
   return true;
 }
 
-std::string compute_accept_key(std::string_view client_key) {
-  std::string input;
-  input.reserve(client_key.size() + websocket_guid.size());
-  input.append(client_key);
-  input.append(websocket_guid);
-  unsigned char digest[EVP_MAX_MD_SIZE];
+bool base64_decode(std::string_view in, std::string& out) {
+  out.assign(in.size() / 4 * 3, '\0');
+  std::size_t len = 0;
+  const bool ok = base64_decode(in, reinterpret_cast<std::uint8_t*>(out.data()), out.size(), len);
+  out.resize(ok ? len : 0);
+  return ok;
+}
+
+void compute_accept_key(std::string_view client_key, AcceptKey& out) {
+  // SHA-1 over key + GUID in a stack buffer; keys longer than a valid one
+  // (24 characters) are hashed through a heap copy, which only the client's
+  // own checks and tests ever do.
+  char stack[64 + websocket_guid.size()];
+  std::string heap;
+  const char* input = stack;
+  const std::size_t input_len = client_key.size() + websocket_guid.size();
+  if (client_key.size() <= 64) {
+    std::memcpy(stack, client_key.data(), client_key.size());
+    std::memcpy(stack + client_key.size(), websocket_guid.data(), websocket_guid.size());
+  } else {
+    heap.append(client_key).append(websocket_guid);
+    input = heap.data();
+  }
+  // The digest is fetched once and each thread keeps its context: EVP_Digest
+  // with EVP_sha1() looks the algorithm up (under a lock) and allocates a
+  // context on every call, which showed in profiles of upgrade storms.
+  static EVP_MD* const sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+  struct ContextDeleter {
+    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+  };
+  static thread_local std::unique_ptr<EVP_MD_CTX, ContextDeleter> ctx(EVP_MD_CTX_new());
+  unsigned char digest[EVP_MAX_MD_SIZE] = {};
   unsigned int digest_len = 0;
-  EVP_Digest(input.data(), input.size(), digest, &digest_len, EVP_sha1(), nullptr);
-  return base64_encode(digest, digest_len);
+  if (!sha1 || !ctx || EVP_DigestInit_ex2(ctx.get(), sha1, nullptr) != 1 ||
+      EVP_DigestUpdate(ctx.get(), input, input_len) != 1 || EVP_DigestFinal_ex(ctx.get(), digest, &digest_len) != 1) {
+    // Not expected (SHA-1 is in OpenSSL's default provider); the one-shot
+    // form is the fallback, so the answer is always computed.
+    EVP_Digest(input, input_len, digest, &digest_len, EVP_sha1(), nullptr);
+  }
+  // 20 bytes of SHA-1 are 28 characters of base64, the last one '='.
+  std::size_t o = 0;
+  for (std::size_t i = 0; i < 18; i += 3) {
+    const std::uint32_t v = (std::uint32_t{digest[i]} << 16) | (std::uint32_t{digest[i + 1]} << 8) | digest[i + 2];
+    out[o++] = kBase64Alphabet[(v >> 18) & 63];
+    out[o++] = kBase64Alphabet[(v >> 12) & 63];
+    out[o++] = kBase64Alphabet[(v >> 6) & 63];
+    out[o++] = kBase64Alphabet[v & 63];
+  }
+  const std::uint32_t v = (std::uint32_t{digest[18]} << 16) | (std::uint32_t{digest[19]} << 8);
+  out[o++] = kBase64Alphabet[(v >> 18) & 63];
+  out[o++] = kBase64Alphabet[(v >> 12) & 63];
+  out[o++] = kBase64Alphabet[(v >> 6) & 63];
+  out[o++] = '=';
+}
+
+std::string compute_accept_key(std::string_view client_key) {
+  AcceptKey key;
+  compute_accept_key(client_key, key);
+  return std::string(key.data(), key.size());
 }
 
 std::string generate_client_key() {
@@ -199,11 +250,13 @@ UpgradeCheck check_upgrade_request(const UpgradeRequest& req) {
   }
   if (!req.has_header("Sec-WebSocket-Key")) return bad_request("missing Sec-WebSocket-Key");
   const std::string_view key = trim(req.header("Sec-WebSocket-Key", scratch));
-  std::string decoded;
-  if (!base64_decode(key, decoded) || decoded.size() != 16) {
+  // Decoded into a fixed buffer (no allocation per upgrade): one byte of room
+  // beyond 16 so that a longer key fails the size check, not the decoder.
+  std::uint8_t decoded[17];
+  std::size_t decoded_len = 0;
+  if (!base64_decode(key, decoded, sizeof decoded, decoded_len) || decoded_len != 16) {
     return bad_request("Sec-WebSocket-Key must be base64 of 16 bytes");
   }
-  std::string key_copy(key);
   if (!req.has_header("Sec-WebSocket-Version")) return bad_request("missing Sec-WebSocket-Version");
   if (trim(req.header("Sec-WebSocket-Version", scratch)) != "13") {
     UpgradeCheck c;
@@ -213,28 +266,55 @@ UpgradeCheck check_upgrade_request(const UpgradeRequest& req) {
   }
   UpgradeCheck c;
   c.verdict = UpgradeVerdict::Upgrade;
-  c.key = std::move(key_copy);
+  // A view of the request's own field: a key that had been joined from
+  // several fields (in scratch) contains ", " and failed to decode above.
+  c.key = key;
   return c;
+}
+
+namespace {
+constexpr std::string_view kAcceptHead =
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+constexpr std::string_view kProtocolField = "Sec-WebSocket-Protocol: ";
+constexpr std::string_view kExtensionsField = "Sec-WebSocket-Extensions: ";
+}  // namespace
+
+std::size_t accept_response_size(std::string_view accept_key, std::string_view subprotocol,
+                                 std::string_view extensions) noexcept {
+  std::size_t n = kAcceptHead.size() + accept_key.size() + 2 + 2;
+  if (!subprotocol.empty()) n += kProtocolField.size() + subprotocol.size() + 2;
+  if (!extensions.empty()) n += kExtensionsField.size() + extensions.size() + 2;
+  return n;
+}
+
+std::size_t write_accept_response(char* out, std::string_view accept_key, std::string_view subprotocol,
+                                  std::string_view extensions) noexcept {
+  char* p = out;
+  auto put = [&p](std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  put(kAcceptHead);
+  put(accept_key);
+  put("\r\n");
+  if (!subprotocol.empty()) {
+    put(kProtocolField);
+    put(subprotocol);
+    put("\r\n");
+  }
+  if (!extensions.empty()) {
+    put(kExtensionsField);
+    put(extensions);
+    put("\r\n");
+  }
+  put("\r\n");
+  return static_cast<std::size_t>(p - out);
 }
 
 std::string make_accept_response(std::string_view accept_key, std::string_view subprotocol,
                                  std::string_view extensions) {
-  std::string out;
-  out.reserve(160 + subprotocol.size() + extensions.size());
-  out.append("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-  out.append(accept_key);
-  out.append("\r\n");
-  if (!subprotocol.empty()) {
-    out.append("Sec-WebSocket-Protocol: ");
-    out.append(subprotocol);
-    out.append("\r\n");
-  }
-  if (!extensions.empty()) {
-    out.append("Sec-WebSocket-Extensions: ");
-    out.append(extensions);
-    out.append("\r\n");
-  }
-  out.append("\r\n");
+  std::string out(accept_response_size(accept_key, subprotocol, extensions), '\0');
+  write_accept_response(out.data(), accept_key, subprotocol, extensions);
   return out;
 }
 

@@ -2,6 +2,8 @@
 // Works on already-parsed header views (HTTP parsing is Beast's job in
 // src/server); no I/O here.
 #pragma once
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -38,7 +40,9 @@ enum class UpgradeVerdict : std::uint8_t {
 struct UpgradeCheck {
   UpgradeVerdict verdict = UpgradeVerdict::BadRequest;
   std::string reason;  // one line, for the 400 body and the log
-  std::string key;     // Sec-WebSocket-Key when verdict == Upgrade
+  // Sec-WebSocket-Key when verdict == Upgrade: a view into the request's
+  // field, valid as long as the request's bytes are.
+  std::string_view key;
 };
 
 // Validates method GET, HTTP/1.1 (or later), Host present, Upgrade contains the
@@ -47,7 +51,11 @@ struct UpgradeCheck {
 // 16 bytes, Sec-WebSocket-Version 13.
 UpgradeCheck check_upgrade_request(const UpgradeRequest& req);
 
-// base64(SHA-1(key + GUID)), OpenSSL SHA-1.
+// base64(SHA-1(key + GUID)), OpenSSL SHA-1: always 28 characters. The
+// array form writes into the caller's storage (the server builds its 101
+// without a heap string).
+using AcceptKey = std::array<char, 28>;
+void compute_accept_key(std::string_view client_key, AcceptKey& out);
 std::string compute_accept_key(std::string_view client_key);
 // 16 random bytes (OpenSSL RAND_bytes), base64.
 std::string generate_client_key();
@@ -57,14 +65,22 @@ bool header_has_token(std::string_view value, std::string_view token);  // case-
 std::vector<std::string_view> split_list(std::string_view value);
 
 std::string base64_encode(const std::uint8_t* data, std::size_t len);
-// Returns false on malformed input (bad characters, bad padding).
+// Returns false on malformed input (bad characters, bad padding). The
+// buffer form also fails when the result would not fit in capacity bytes.
 bool base64_decode(std::string_view in, std::string& out);
+bool base64_decode(std::string_view in, std::uint8_t* out, std::size_t capacity, std::size_t& out_len);
 
 // "HTTP/1.1 101 Switching Protocols" with Upgrade, Connection,
 // Sec-WebSocket-Accept and, when non-empty, Sec-WebSocket-Protocol and
 // Sec-WebSocket-Extensions.
 std::string make_accept_response(std::string_view accept_key, std::string_view subprotocol,
                                  std::string_view extensions);
+// The same response written into caller storage of accept_response_size()
+// bytes; returns the bytes written.
+std::size_t accept_response_size(std::string_view accept_key, std::string_view subprotocol,
+                                 std::string_view extensions) noexcept;
+std::size_t write_accept_response(char* out, std::string_view accept_key, std::string_view subprotocol,
+                                  std::string_view extensions) noexcept;
 // Error response with a text/plain body of reason + "\n", Connection: close,
 // Content-Length; extra_headers are "Name: value\r\n" lines added verbatim.
 std::string make_error_response(unsigned status, std::string_view reason, std::string_view extra_headers = {});

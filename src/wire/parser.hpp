@@ -63,7 +63,8 @@ struct ParserLimits {
 
 class Parser {
  public:
-  explicit Parser(Role role, ParserLimits limits = {}) noexcept : limits_(limits), role_(role) {}
+  explicit Parser(Role role, ParserLimits limits = {}) noexcept
+      : max_message_bytes_(limits.max_message_bytes), role_(role), allow_rsv1_(limits.allow_rsv1) {}
 
   // Parses all of [data, data + len). Payload bytes in data are unmasked in
   // place. Returns false when the stream must stop reading: after on_error, or
@@ -74,11 +75,14 @@ class Parser {
   // True when no partial frame or message is held (and no heap memory).
   bool idle() const noexcept { return state_ != State::Payload && header_len_ == 0 && message_op_ == 0; }
   // Bytes currently held for an incomplete message.
-  std::size_t buffered_bytes() const noexcept { return message_.size() + control_len_ + header_len_; }
+  std::size_t buffered_bytes() const noexcept { return message_size() + control_len_ + header_len_; }
   bool failed() const noexcept { return state_ == State::Failed; }
   bool closed() const noexcept { return state_ == State::Closed; }
-  void set_limits(ParserLimits limits) noexcept { limits_ = limits; }
-  const ParserLimits& limits() const noexcept { return limits_; }
+  void set_limits(ParserLimits limits) noexcept {
+    max_message_bytes_ = limits.max_message_bytes;
+    allow_rsv1_ = limits.allow_rsv1;
+  }
+  ParserLimits limits() const noexcept { return {max_message_bytes_, allow_rsv1_}; }
 
  private:
   enum class State : std::uint8_t { Header, Payload, Failed, Closed };
@@ -101,7 +105,7 @@ class Parser {
   bool deliver_control(Handler& h, const std::uint8_t* data, std::size_t len);
 
   void release_message() noexcept {
-    std::vector<std::uint8_t>().swap(message_);
+    message_.reset();
     message_op_ = 0;
   }
 
@@ -109,10 +113,15 @@ class Parser {
     return message_op_ == static_cast<std::uint8_t>(Opcode::Text) && !message_compressed_;
   }
 
-  // Layout: largest members first; the whole object is 88 bytes on LP64.
-  std::vector<std::uint8_t> message_;        // fragments of the open message (unmasked)
-  std::unique_ptr<std::uint8_t[]> control_;  // control payload split across reads, else null
-  ParserLimits limits_;
+  std::size_t message_size() const noexcept { return message_ ? message_->size() : 0; }
+
+  // Layout: largest members first; the whole object is 64 bytes on LP64 (a
+  // server holds one per connection). Buffers exist only while they hold
+  // bytes: message_ for a message split across reads or frames, control_
+  // for a control frame split across reads.
+  std::unique_ptr<std::vector<std::uint8_t>> message_;  // fragments of the open message (unmasked)
+  std::unique_ptr<std::uint8_t[]> control_;
+  std::uint64_t max_message_bytes_;
   std::uint64_t frame_remaining_ = 0;  // payload bytes of the current frame not yet seen
   Utf8Validator utf8_;                 // state of the open uncompressed Text message
   std::uint8_t mask_key_[4] = {};
@@ -121,12 +130,13 @@ class Parser {
   State state_ = State::Header;
   Role role_;
   std::uint8_t frame_op_ = 0;
-  bool frame_fin_ = false;
-  bool frame_masked_ = false;
+  bool frame_fin_ : 1 = false;
+  bool frame_masked_ : 1 = false;
   std::uint8_t mask_phase_ = 0;   // payload bytes of the current frame unmasked so far, mod 4
   std::uint8_t control_len_ = 0;  // bytes in control_
   std::uint8_t message_op_ = 0;   // Text/Binary of the open message, 0 when none
-  bool message_compressed_ = false;
+  bool message_compressed_ : 1 = false;
+  bool allow_rsv1_ : 1;  // ParserLimits::allow_rsv1
 };
 
 inline const char* Parser::decode_header(const std::uint8_t* hp, std::uint16_t* code) noexcept {
@@ -151,7 +161,7 @@ inline const char* Parser::decode_header(const std::uint8_t* hp, std::uint16_t* 
     if (rsv1) return "RSV1 set on a continuation frame";
   } else if (op <= 0x2) {
     if (message_op_ != 0) return "new data frame while a fragmented message is open";
-    if (rsv1 && !limits_.allow_rsv1) return "RSV1 set without a negotiated extension";
+    if (rsv1 && !allow_rsv1_) return "RSV1 set without a negotiated extension";
   } else {
     return "reserved data opcode";
   }
@@ -178,8 +188,8 @@ inline const char* Parser::decode_header(const std::uint8_t* hp, std::uint16_t* 
   if (op < 0x8) {
     // Message size is checked against the sum of the frames' declared lengths,
     // so an oversize message fails before any of its payload is buffered.
-    const std::uint64_t before = op == 0 ? message_.size() : 0;
-    if (len > limits_.max_message_bytes || before + len > limits_.max_message_bytes) {
+    const std::uint64_t before = op == 0 ? message_size() : 0;
+    if (len > max_message_bytes_ || before + len > max_message_bytes_) {
       *code = close_code::message_too_big;
       return "message larger than max_message_bytes";
     }
@@ -339,7 +349,8 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
       if (message_is_text_uncompressed() && !utf8_.feed(p, n)) {
         return fail(h, close_code::invalid_payload, "invalid UTF-8 in text message");
       }
-      message_.insert(message_.end(), p, p + n);
+      if (!message_) message_ = std::make_unique<std::vector<std::uint8_t>>();
+      message_->insert(message_->end(), p, p + n);
       p += n;
       frame_remaining_ -= n;
     }
@@ -353,8 +364,8 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
     const bool compressed = message_compressed_;
     message_op_ = 0;
     // An empty vector may have a null data(); hand out a valid pointer anyway.
-    h.on_message(op, message_.empty() ? p : message_.data(), message_.size(), compressed);
-    std::vector<std::uint8_t>().swap(message_);
+    h.on_message(op, message_size() == 0 ? p : message_->data(), message_size(), compressed);
+    message_.reset();
   }
 }
 

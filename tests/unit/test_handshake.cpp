@@ -228,3 +228,48 @@ TEST(Handshake, ClientRequest) {
 }
 
 }  // namespace
+
+TEST(Handshake, AcceptKeyIntoCallerStorage) {
+  AcceptKey key;
+  compute_accept_key("dGhlIHNhbXBsZSBub25jZQ==", key);
+  EXPECT_EQ(std::string_view(key.data(), key.size()), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  // A key longer than the stack buffer goes through the heap path: same result as SHA-1 over key + GUID.
+  const std::string long_key(100, 'x');
+  compute_accept_key(long_key, key);
+  EXPECT_EQ(std::string_view(key.data(), key.size()), compute_accept_key(long_key));
+}
+
+TEST(Handshake, AcceptResponseWrittenInPlaceMatchesTheStringForm) {
+  for (auto [proto, ext] : {std::pair<std::string_view, std::string_view>{"", ""},
+                            {"chat", ""},
+                            {"", "permessage-deflate"},
+                            {"chat", "permessage-deflate; server_no_context_takeover"}}) {
+    const std::string expected = make_accept_response("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", proto, ext);
+    ASSERT_EQ(accept_response_size("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", proto, ext), expected.size());
+    std::string out(expected.size() + 8, '#');
+    EXPECT_EQ(write_accept_response(out.data(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", proto, ext), expected.size());
+    EXPECT_EQ(out.substr(0, expected.size()), expected);
+    EXPECT_EQ(out.substr(expected.size()), std::string(8, '#'));  // nothing written past the size
+  }
+}
+
+TEST(Handshake, Base64DecodeIntoABufferRespectsItsCapacity) {
+  std::uint8_t out[3];
+  std::size_t len = 0;
+  EXPECT_TRUE(base64_decode("YWJj", out, 3, len));
+  EXPECT_EQ(len, 3u);
+  EXPECT_EQ(std::string(reinterpret_cast<char*>(out), len), "abc");
+  EXPECT_FALSE(base64_decode("YWJj", out, 2, len));
+  EXPECT_FALSE(base64_decode("YW=j", out, 3, len));
+}
+
+TEST(Handshake, KeyIsAViewOfTheRequestField) {
+  const UpgradeRequest req = valid_request();
+  const UpgradeCheck c = check_upgrade_request(req);
+  ASSERT_EQ(c.verdict, UpgradeVerdict::Upgrade);
+  std::string scratch;
+  const std::string_view field = req.header("Sec-WebSocket-Key", scratch);
+  EXPECT_EQ(c.key, "dGhlIHNhbXBsZSBub25jZQ==");
+  EXPECT_GE(c.key.data(), field.data());
+  EXPECT_LE(c.key.data() + c.key.size(), field.data() + field.size());
+}

@@ -15,6 +15,9 @@
 //           publisher keeps a window of W messages ahead of the slowest
 //           subscriber; every subscriber checks it got every message in order.
 //   idle    K connections opened and held, for memory-per-connection figures.
+//   upgrades  an open + close storm: `in_flight` connections at a time, each
+//           one TCP connect, upgrade (the 101 checked), close handshake (1000,
+//           the server's close checked) and the server's FIN, then the next.
 //
 // ws:// and wss:// URLs (TLS verified against the system store, `ca_file`, or
 // not at all with `insecure`).
@@ -114,6 +117,12 @@ struct FanoutLoadOptions : ConnectOptions {
   std::string channel;
 };
 
+struct UpgradeLoadOptions : ConnectOptions {
+  unsigned in_flight = 64;      // connections in their life cycle at any time
+  Milliseconds warmup{0};       // run but do not count, before the measured window
+  Milliseconds duration{5000};  // measured window
+};
+
 struct IdleLoadOptions : ConnectOptions {
   unsigned connections = 10000;
   // How long to hold the connections once all are open; 0 = until `cancel`.
@@ -189,6 +198,17 @@ struct IdleLoadReport {
   CloseCodeCounts close_codes;  // closed by the server while held
 };
 
+struct UpgradeLoadReport {
+  LoadError error = LoadError::None;
+  std::string error_detail;
+  std::optional<double> seconds;  // length of the measured window; none when it never started
+  std::uint64_t upgrades = 0;     // whole life cycles (101 verified, close answered, FIN) in the window
+  std::uint64_t failures = 0;     // connect refused/reset, a bad 101 or close, in the whole run
+  std::optional<double> upgrades_per_second;
+  std::optional<double> server_cpu_seconds;
+  std::optional<double> upgrades_per_server_cpu_second;
+};
+
 // Periodic progress (about once a second), called on an engine thread.
 struct Progress {
   double elapsed_seconds = 0;
@@ -209,6 +229,9 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
 // Returns the process exit status (0 = a report was sent).
 int run_fanout_worker(int in_fd, int out_fd, const std::atomic<bool>* cancel = nullptr);
 // Calls on_ready once every connection is open (or setup failed), then holds them.
+// ws:// only (a wss:// URL is BadOptions): the storm measures the server's
+// upgrade path, not TLS. Runs on the calling thread.
+UpgradeLoadReport run_upgrade_load(const UpgradeLoadOptions& options);
 IdleLoadReport run_idle_load(const IdleLoadOptions& options,
                              const std::function<void(const IdleLoadReport&)>& on_ready);
 
@@ -226,6 +249,9 @@ std::string format_report(const FanoutLoadReport& report);
 std::string to_json(const EchoLoadReport& report);
 std::string to_json(const FanoutLoadReport& report);
 std::string to_json(const IdleLoadReport& report);
+std::string to_json(const UpgradeLoadReport& report);
+std::string format_report(const UpgradeLoadReport& report);
+std::string failure_reason(const UpgradeLoadReport& report);
 
 // Raises the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit.
 std::uint64_t raise_file_limit();
