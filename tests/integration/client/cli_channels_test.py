@@ -267,8 +267,10 @@ class ChannelsCliTest(unittest.TestCase):
             rc, out, err = conduit("pub", server.url(), "bad*name", "1")
             self.assertEqual((rc, out), (7, ""), err)
             self.assertRegex(err, r"conduit: publish refused: 400 ")
-            # 2: --api-key without --http.
+            # 2: --api-key without --http, --token with --http.
             rc, _, err = conduit("pub", "--api-key", "k", server.url(), "news", "1")
+            self.assertEqual(rc, 2, err)
+            rc, _, err = conduit("pub", "--http", "--token", "t", server.url(), "news", "1")
             self.assertEqual(rc, 2, err)
 
     def test_pub_over_the_http_api(self):
