@@ -13,6 +13,7 @@
 #include "conduit/pubsub.hpp"
 #include "ops/log.hpp"
 #include "pubsub/channel_name.hpp"
+#include "pubsub/http_api.hpp"
 #include "pubsub/jwt.hpp"
 #include "pubsub/protocol.hpp"
 
@@ -91,11 +92,14 @@ struct ChannelService::Impl {
   Impl(Server& s, ChannelServiceOptions o)
       : options(std::move(o)),
         channels(s, Channels::Options{options.channels, Channels::Format::conduit_v1}),
-        verifier(options.jwt_secret, options.jwt_leeway) {}
+        verifier(options.jwt_secret, options.jwt_leeway),
+        api(channels, pubsub::HttpApiOptions{options.api_key, options.api_max_body_bytes}) {}
 
   ChannelServiceOptions options;
   Channels channels;
   pubsub::TokenVerifier verifier;
+  // POST /api/publish, GET /api/channels, GET /api/history (no routes without a key).
+  pubsub::HttpApi api;
   std::array<std::atomic<std::uint64_t>, counted_codes.size()> errors{};
 
   // Token expiry: sessions by the time their token expires (seconds since
@@ -179,8 +183,12 @@ ChannelService::ChannelService(Server& server, ChannelServiceOptions options)
     : impl_(std::make_shared<Impl>(server, std::move(options))) {
   std::weak_ptr<Impl> weak = impl_;
   server.add_metrics_source([weak](std::string& out) {
-    if (auto impl = weak.lock()) impl->append_metrics(out);
+    if (auto impl = weak.lock()) {
+      impl->append_metrics(out);
+      impl->api.append_metrics(out);
+    }
   });
+  impl_->api.add_routes(server);
   if (!impl_->auth_on()) {
     ops::logger().warn(
         "event=auth_off message=\"no auth.jwt_secret: every client may subscribe and publish to every channel\"");

@@ -1,9 +1,5 @@
-# conduitd --mode pubsub (the default): [channels] with namespaces, limits and
-# auth.jwt_secret_file reach the running daemon (conduit_ops_test is defined
-# in ops.cmake, included before this file).
+# conduitd --mode pubsub (the default): [channels] with namespaces, limits,
+# auth.jwt_secret_file and [api] reach the running daemon (conduit_ops_test is
+# defined in ops.cmake, included before this file).
 conduit_ops_test(pubsub_daemon   test_pubsub_daemon.py  120 LABELS interop ARGS PubsubDaemon)
-# The HTTP API through conduitd (api.key, api.max_body_bytes) is the class
-# PubsubHttpApi of the same module; it is registered once ChannelService owns
-# the pub/sub HttpApi (src/pubsub/http_api.hpp), which the in-process test
-# channels.http_api covers meanwhile:
-#   conduit_ops_test(pubsub_http_api test_pubsub_daemon.py 120 ARGS PubsubHttpApi)
+conduit_ops_test(pubsub_http_api test_pubsub_daemon.py  120 ARGS PubsubHttpApi)
