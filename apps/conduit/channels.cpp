@@ -299,6 +299,10 @@ int run_pub(const PubSettings& s) {
   }
   const std::optional<std::string> data = load_data(s.data);
   if (!data) return exit_code::usage;
+  if (s.http && !s.flags.token.empty()) {
+    std::fprintf(stderr, "conduit: --token is for WebSocket; the HTTP API (--http) takes --api-key\n");
+    return exit_code::usage;
+  }
   if (s.http) return run_pub_http(s, *data, *timeout);
   if (!s.api_key.empty()) {
     std::fprintf(stderr, "conduit: --api-key is for --http (the HTTP API); over WebSocket use --token\n");

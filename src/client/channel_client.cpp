@@ -279,7 +279,6 @@ struct ChannelClient::State {
     // before any live publication of the subscription.
     std::uint64_t request_id = 0;
     bool live = false;  // the server confirmed it on the current connection
-    bool resubscribe = false;
   };
   // A request made while offline, sent after the next open.
   struct Queued {

@@ -184,6 +184,86 @@ def decode_jwt(token, secret):
     return json.loads(b64url_decode(payload))
 
 
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 to an upstream port. cut_and_hold() drops every
+    connection through it and holds new ones (accepted, not forwarded) until
+    release()."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.open = threading.Event()
+        self.open.set()
+        self.live = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _serve(self, client):
+        if not self.open.wait(timeout=STEP) or self.closed:
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=STEP)
+        upstream.settimeout(None)
+        with self.lock:
+            self.live += [client, upstream]
+        back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+        back.start()
+        self._pump(client, upstream)
+        back.join(timeout=STEP)
+        with self.lock:
+            for s in (client, upstream):
+                if s in self.live:
+                    self.live.remove(s)
+        client.close()
+        upstream.close()
+
+    def cut_and_hold(self):
+        self.open.clear()
+        with self.lock:
+            for s in self.live:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def release(self):
+        self.open.set()
+
+    def close(self):
+        self.closed = True
+        self.cut_and_hold()
+        self.open.set()
+        self.listener.close()
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -267,8 +347,10 @@ class ChannelsCliTest(unittest.TestCase):
             rc, out, err = conduit("pub", server.url(), "bad*name", "1")
             self.assertEqual((rc, out), (7, ""), err)
             self.assertRegex(err, r"conduit: publish refused: 400 ")
-            # 2: --api-key without --http.
+            # 2: --api-key without --http, --token with --http.
             rc, _, err = conduit("pub", "--api-key", "k", server.url(), "news", "1")
+            self.assertEqual(rc, 2, err)
+            rc, _, err = conduit("pub", "--http", "--token", "t", server.url(), "news", "1")
             self.assertEqual(rc, 2, err)
 
     def test_pub_over_the_http_api(self):
@@ -321,6 +403,36 @@ class ChannelsCliTest(unittest.TestCase):
             self.assertNotEqual(new_epoch, old_epoch)
             self.assertEqual(sub.publication(), {"channel": "news", "offset": 1, "epoch": new_epoch, "data": "after"})
             self.assertEqual(sub.finish(signal.SIGINT), 0)
+
+    def test_sub_recovers_what_it_missed_while_its_connection_was_down(self):
+        with Conduitd() as server:
+            proxy = CuttableProxy(server.port)
+            try:
+                sub = self.sub(f"ws://127.0.0.1:{proxy.port}/", "news", "--reconnect-initial", "50ms",
+                               "--reconnect-max", "200ms")
+                sub.wait_stderr(r"subscribed news")
+                rc, _, err = conduit("pub", server.url(), "news", '"live 1"')
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(sub.publication()["data"], "live 1")
+                # The connection drops; three publications are made while it is down.
+                proxy.cut_and_hold()
+                sub.wait_stderr(r"^conduit: reconnecting in \d+ ms")
+                for k in (2, 3, 4):
+                    rc, _, err = conduit("pub", server.url(), "news", f'"missed {k}"')
+                    self.assertEqual(rc, 0, err)
+                proxy.release()
+                sub.wait_stderr(r"^conduit: recovered news: 3 missed publications, now at offset 4 ")
+                rc, _, err = conduit("pub", server.url(), "news", '"live 5"')
+                self.assertEqual(rc, 0, err)
+                lines = [sub.publication() for _ in range(4)]
+                self.assertEqual([(p["offset"], p["data"]) for p in lines],
+                                 [(2, "missed 2"), (3, "missed 3"), (4, "missed 4"), (5, "live 5")])
+                self.assertEqual(sub.finish(signal.SIGTERM), 0)
+                self.assertFalse([l for l in sub.err_lines if "recovery failed" in l], sub.err_lines)
+                # Nothing else was printed: no duplicate of a recovered publication.
+                self.assertIsNone(sub.out.get(timeout=STEP))
+            finally:
+                proxy.close()
 
     def test_fail_on_gap_exits_8_after_a_restart(self):
         with Conduitd() as first:
