@@ -43,7 +43,7 @@
 #include <system_error>
 
 #include "conduit/client.hpp"
-#include "conduit/pubsub.hpp"  // StreamPosition
+#include "conduit/stream_position.hpp"
 
 namespace conduit {
 

@@ -40,6 +40,7 @@
 #include "conduit/message.hpp"
 #include "conduit/server.hpp"
 #include "conduit/session.hpp"
+#include "conduit/stream_position.hpp"
 
 namespace conduit {
 
@@ -84,13 +85,7 @@ bool is_valid_channel_name(std::string_view name, std::size_t max_length = 255) 
 
 // ---- channels ----------------------------------------------------------------
 
-// A position in a channel's stream: the offset of the last publication (0
-// before the first) and the epoch it belongs to.
-struct StreamPosition {
-  std::uint64_t offset = 0;
-  std::string epoch;
-  friend bool operator==(const StreamPosition&, const StreamPosition&) = default;
-};
+// StreamPosition (conduit/stream_position.hpp): a channel's offset and epoch.
 
 // A publication as kept in history. `message` is what subscribers were sent
 // (see Channels::Format); the view is valid while the object that handed it
