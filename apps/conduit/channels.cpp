@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -91,9 +92,13 @@ void print_line(const std::string& line) {
   std::fflush(stdout);
 }
 
-void log_line(const char* format, auto... args) {
+// printf-style, checked by the compiler like printf.
+[[gnu::format(printf, 1, 2)]] void log_line(const char* format, ...) {
   std::lock_guard lock(output_mutex);
-  std::fprintf(stderr, format, args...);
+  va_list args;
+  va_start(args, format);
+  std::vfprintf(stderr, format, args);
+  va_end(args);
 }
 
 // A 4xx refusal of the upgrade (other than 429) cannot succeed on retry.
