@@ -165,7 +165,10 @@ class Channels {
   };
 
   // Before server.start() (adds a close hook and a metrics source; throws
-  // std::logic_error after). The server must outlive the Channels.
+  // std::logic_error after). The server must outlive the Channels. Starts
+  // one thread (history expiry, once a second): with conduit::ShutdownOnSignal,
+  // construct it after the ShutdownOnSignal so that the thread inherits the
+  // blocked signals, as the loops do.
   Channels(Server& server, Options options);
   ~Channels();
   Channels(const Channels&) = delete;
@@ -222,6 +225,8 @@ class Channels {
 //   server.start();
 //
 // The service owns Session::user_data of its sessions (set at the upgrade).
+// It starts a thread of its own (token expiry) besides the Channels' one:
+// construct it after a conduit::ShutdownOnSignal, as conduitd does.
 
 struct ChannelServiceOptions {
   ChannelConfig channels;
