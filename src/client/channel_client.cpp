@@ -62,24 +62,6 @@ class ChannelClientCategory : public std::error_category {
   }
 };
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(ch));
-    } else if (ch < 0x20) {
-      out += "\\u00";
-      out.push_back(hex[ch >> 4]);
-      out.push_back(hex[ch & 0xF]);
-    } else {
-      out.push_back(static_cast<char>(ch));
-    }
-  }
-  out.push_back('"');
-}
-
 bool valid_channel_text(std::string_view channel) {
   if (channel.empty()) return false;
   for (unsigned char ch : channel) {
@@ -117,6 +99,7 @@ struct Frame {
 };
 
 namespace od = simdjson::ondemand;
+using client_detail::append_json_string;
 
 // The JSON text of a value of any type, exactly as sent (trailing whitespace
 // of a scalar token excluded).

@@ -25,25 +25,8 @@ namespace {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 namespace http = boost::beast::http;
+using client_detail::append_json_string;
 using tcp = asio::ip::tcp;
-
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(ch));
-    } else if (ch < 0x20) {
-      out += "\\u00";
-      out.push_back(hex[ch >> 4]);
-      out.push_back(hex[ch & 0xF]);
-    } else {
-      out.push_back(static_cast<char>(ch));
-    }
-  }
-  out.push_back('"');
-}
 
 std::error_code transport_code(const boost::system::error_code& ec) {
   if (ec == asio::error::connection_refused) return make_error_code(ClientError::connection_refused);
