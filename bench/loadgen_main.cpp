@@ -3,6 +3,8 @@
 //
 //   conduit-loadgen echo   --url ws://127.0.0.1:P/ --connections 100 --size 20 --duration 5 [--json]
 //   conduit-loadgen fanout --url ws://127.0.0.1:P/ --subscribers N --window W --size B --messages M [--json]
+//   conduit-loadgen fanout --channel C --url ws://A/ --subscriber-url ws://A/ --subscriber-url ws://B/ ...
+//                  --server-pid PID_A --also-server-pid PID_B --also-server-pid PID_REDIS  (several nodes)
 //   conduit-loadgen idle   --url ws://127.0.0.1:P/ --connections 10000 --hold SECONDS
 //   conduit-loadgen upgrades --url ws://127.0.0.1:P/ --in-flight 64 --duration 5 [--json]
 //
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   int cpu = -1;
   int server_pid = 0;
+  std::vector<int> more_server_pids;
   bool json = false;
   bool show_progress = false;
   unsigned concurrency = 256;
@@ -64,6 +67,8 @@ int main(int argc, char** argv) {
     cmd->add_option("--threads", threads, "io_context threads")->capture_default_str();
     cmd->add_option("--cpu", cpu, "pin the process to this CPU core");
     cmd->add_option("--server-pid", server_pid, "report this process's CPU time over the measured window");
+    cmd->add_option("--also-server-pid", more_server_pids,
+                    "add this process's CPU time to the server's (repeatable: several nodes and their Redis)");
     cmd->add_option("--connect-concurrency", concurrency, "connections opened at once")->capture_default_str();
     cmd->add_option("--connect-timeout", connect_timeout, "seconds allowed to open every connection")
         ->capture_default_str();
@@ -95,6 +100,9 @@ int main(int argc, char** argv) {
   fanout_cmd->add_option("--timeout", fanout_timeout, "seconds allowed for the run")->capture_default_str();
   fanout_cmd->add_option("--channel", fanout.channel,
                          "conduit.v1 server: subscribe to and publish into this channel (size >= 32)");
+  fanout_cmd->add_option("--subscriber-url", fanout.subscriber_urls,
+                         "with --channel: subscribers connect here, spread evenly (repeatable: several nodes); "
+                         "the publisher uses --url");
 
   IdleLoadOptions idle;
   double hold = 0;
@@ -126,6 +134,7 @@ int main(int argc, char** argv) {
     o.url = url;
     o.threads = threads;
     o.server_pid = server_pid;
+    o.more_server_pids = more_server_pids;
     o.connect_concurrency = concurrency;
     o.connect_timeout = seconds_to_ms(connect_timeout);
     o.cancel = &g_cancel;

@@ -227,7 +227,7 @@ EchoLoadReport run_echo_load(const EchoLoadOptions& options, const ProgressCallb
       run_progress_loop(options, progress, start, false, report.connections, 0, counted,
                         [&] { return Clock::now() >= warm_end; });
     }
-    const auto cpu_before = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+    const auto cpu_before = server_cpu_seconds(options);
     for (auto& w : workers) w->begin_window();
     const auto window_end = Clock::now() + options.duration;
     run_progress_loop(options, progress, start, true, report.connections, 0, counted,
@@ -236,7 +236,7 @@ EchoLoadReport run_echo_load(const EchoLoadOptions& options, const ProgressCallb
     for (std::size_t i = 0; i < workers.size(); ++i) workers[i]->end_window(ended[i]);
     for (auto& p : ended) p.get_future().wait();
     window_ran = true;
-    const auto cpu_after = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+    const auto cpu_after = server_cpu_seconds(options);
     if (cpu_before && cpu_after) report.server_cpu_seconds = *cpu_after - *cpu_before;
   }
   teardown(all);

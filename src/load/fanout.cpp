@@ -77,6 +77,7 @@ void FanoutWorker::on_open(Connection& c) {
 
 void FanoutWorker::start_publishing() {
   net::post(ioc(), [this] {
+    if (!options_.channel.empty()) publish_sent_ns_.assign(options_.messages, 0);
     publishing_ = true;
     shared_.first_publish_ns.store(now_ns());
     publish();
@@ -107,7 +108,10 @@ void FanoutWorker::report_progress() {
 
 void FanoutWorker::on_message(Connection& c, wire::Opcode, std::uint8_t* data, std::size_t len) {
   if (&c == publisher_) {
-    ++publisher_echoes;
+    if (!options_.channel.empty())
+      on_publish_reply(std::string_view(reinterpret_cast<const char*>(data), len), now_ns());
+    else
+      ++publisher_echoes;
     return;
   }
   const std::uint64_t now = now_ns();
@@ -152,6 +156,30 @@ void FanoutWorker::on_channel_message(Connection& c, std::string_view text, std:
     return;
   }
   delivered(c, seq, sent, now);
+}
+
+void FanoutWorker::on_publish_reply(std::string_view text, std::uint64_t now) {
+  // {"id":K,"result":{...}} or {"id":K,"error":{...}}; K = sequence + 1.
+  constexpr std::string_view id_key = R"({"id":)";
+  std::uint64_t id = 0;
+  std::size_t i = id_key.size();
+  bool digits = false;
+  if (text.starts_with(id_key)) {
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i, digits = true)
+      id = id * 10 + static_cast<std::uint64_t>(text[i] - '0');
+  }
+  if (!digits || id == 0 || id > publish_sent_ns_.size() || publish_sent_ns_[id - 1] == 0) {
+    ++corrupt;
+    errors.inc();
+    return;
+  }
+  if (text.substr(i).starts_with(R"(,"result":)")) {
+    publish_histogram_.record(now - publish_sent_ns_[id - 1]);
+  } else {
+    ++publish_errors;
+    errors.inc();
+  }
+  publish_sent_ns_[id - 1] = 0;  // a second reply to the same id is counted as corrupt
 }
 
 void FanoutWorker::delivered(Connection& c, std::uint64_t seq, std::uint64_t sent, std::uint64_t now) {
@@ -231,6 +259,7 @@ void FanoutWorker::publish() {
       fmt::format_to(std::back_inserter(request_), R"({{"id":{},"publish":{{"channel":"{}","data":"{}"}}}})",
                      next_seq_ + 1, options_.channel, pattern_);
       publisher_->queue(wire::Opcode::Text, request_);
+      publish_sent_ns_[next_seq_] = now;
     }
     ++next_seq_;
     ++published;
@@ -281,8 +310,19 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
     report.error_detail = "a channel run needs size at least 32 bytes and a channel name without quotes or spaces";
     return report;
   }
-  if (const unsigned processes = fanout_processes(options); processes > 1)
+  if (!options.subscriber_urls.empty() && options.channel.empty()) {
+    report.error = LoadError::BadOptions;
+    report.error_detail = "subscriber URLs are for channel runs (several nodes serving one channel)";
+    return report;
+  }
+  if (const unsigned processes = fanout_processes(options); processes > 1) {
+    if (!options.subscriber_urls.empty()) {
+      report.error = LoadError::BadOptions;
+      report.error_detail = "subscriber URLs need every subscriber in this process (raise the descriptor limit)";
+      return report;
+    }
     return run_fanout_processes(options, processes, progress);
+  }
   const std::uint64_t total = std::uint64_t{options.subscribers} + 1;
   Setup setup = resolve(options, total);
   if (setup.error != LoadError::None) {
@@ -290,17 +330,46 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
     report.error_detail = setup.detail;
     return report;
   }
+  // One resolved target per subscriber URL; reserved up front because the
+  // workers keep references to the targets.
+  std::vector<Setup> subscriber_setups;
+  subscriber_setups.reserve(options.subscriber_urls.size());
+  for (const std::string& url : options.subscriber_urls) {
+    ConnectOptions o = options;
+    o.url = url;
+    subscriber_setups.push_back(resolve(o, 0));
+    if (subscriber_setups.back().error != LoadError::None) {
+      report.error = subscriber_setups.back().error;
+      report.error_detail = url + ": " + subscriber_setups.back().detail;
+      return report;
+    }
+  }
   FanoutShared shared(options.messages);
   const unsigned threads = options.threads;
   std::vector<std::unique_ptr<FanoutWorker>> workers;
   std::uint32_t next_id = 0;
-  for (unsigned t = 0; t < threads; ++t) {
-    // Worker 0 also hosts the publisher (its first connection).
-    unsigned count = options.subscribers / threads + (t < options.subscribers % threads ? 1 : 0);
-    if (t == 0) ++count;
-    workers.push_back(std::make_unique<FanoutWorker>(t, setup.target, options, shared));
-    workers.back()->add_connections(next_id, count, 8 * 1024);
-    next_id += count;
+  if (subscriber_setups.empty()) {
+    for (unsigned t = 0; t < threads; ++t) {
+      // Worker 0 also hosts the publisher (its first connection).
+      unsigned count = options.subscribers / threads + (t < options.subscribers % threads ? 1 : 0);
+      if (t == 0) ++count;
+      workers.push_back(std::make_unique<FanoutWorker>(t, setup.target, options, shared));
+      workers.back()->add_connections(next_id, count, 8 * 1024);
+      next_id += count;
+    }
+  } else {
+    // Worker 0 holds the publisher alone (its target is `url`); then
+    // `threads` workers per subscriber URL, the subscribers spread evenly.
+    workers.push_back(std::make_unique<FanoutWorker>(0, setup.target, options, shared));
+    workers.back()->add_connections(next_id++, 1, 8 * 1024);
+    const auto k = static_cast<unsigned>(subscriber_setups.size());
+    const unsigned n = threads * k;
+    for (unsigned j = 0; j < n; ++j) {
+      const unsigned count = options.subscribers / n + (j < options.subscribers % n ? 1 : 0);
+      workers.push_back(std::make_unique<FanoutWorker>(j + 1, subscriber_setups[j % k].target, options, shared));
+      workers.back()->add_connections(next_id, count, 8 * 1024);
+      next_id += count;
+    }
   }
   Connection* publisher = workers[0]->connections()[0].get();
   for (auto& w : workers) w->set_publisher(publisher, workers[0].get());
@@ -316,7 +385,7 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
   auto counted = [&] { return count_all(all); };
   if (report.error == LoadError::None && !cancelled(options)) {
     shared.alive.store(options.subscribers);
-    const auto cpu_before = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+    const auto cpu_before = server_cpu_seconds(options);
     workers[0]->start_publishing();
     const auto deadline = Clock::now() + options.timeout;
     bool timed_out = false;
@@ -327,7 +396,7 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
       if (Clock::now() >= deadline) return timed_out = true;
       return false;
     });
-    const auto cpu_after = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+    const auto cpu_after = server_cpu_seconds(options);
     if (cpu_before && cpu_after) report.server_cpu_seconds = *cpu_after - *cpu_before;
     if (timed_out) {
       report.error = LoadError::Timeout;
@@ -339,10 +408,14 @@ FanoutLoadReport run_fanout_load(const FanoutLoadOptions& options, const Progres
 
   LatencyHistogram merged;
   add_subscriber_counts(workers, report, merged);
+  LatencyHistogram publish_latency;
   for (auto& w : workers) {
     report.publisher_echoes += w->publisher_echoes;
     report.messages_published += w->published;
+    report.publish_errors += w->publish_errors;
+    publish_latency.merge(w->publish_histogram());
   }
+  report.publish_latency = publish_latency.summary();
   if (report.subscribers == 0) report.gaps = 0;  // nothing ran
   report.latency = merged.summary();
   report.close_codes = merged_close_codes(all);

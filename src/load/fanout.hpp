@@ -68,6 +68,9 @@ class FanoutWorker final : public Worker {
   void finalize();
 
   const LatencyHistogram& histogram() const noexcept { return histogram_; }
+  // Channel mode, the publisher's worker: publish request → reply.
+  const LatencyHistogram& publish_histogram() const noexcept { return publish_histogram_; }
+  std::uint64_t publish_errors = 0;
   std::uint64_t gaps = 0;
   std::uint64_t out_of_order = 0;
   std::uint64_t corrupt = 0;
@@ -90,6 +93,8 @@ class FanoutWorker final : public Worker {
   void delivered(Connection& c, std::uint64_t seq, std::uint64_t sent_ns, std::uint64_t now);
   // Channel mode: the subscribe reply or a push.
   void on_channel_message(Connection& c, std::string_view text, std::uint64_t now);
+  // Channel mode: a reply to one of the publisher's publish requests.
+  void on_publish_reply(std::string_view text, std::uint64_t now);
   std::uint64_t publisher_next_hint() const noexcept { return publisher_worker_->publisher_next_.load(); }
   void subscriber_finished(Connection& c);
 
@@ -100,6 +105,9 @@ class FanoutWorker final : public Worker {
   Connection* publisher_ = nullptr;
   FanoutWorker* publisher_worker_ = nullptr;
   LatencyHistogram histogram_;
+  LatencyHistogram publish_histogram_;
+  // Channel mode, publisher's worker: when publish request id k+1 was sent.
+  std::vector<std::uint64_t> publish_sent_ns_;
   bool publishing_ = false;
   std::uint64_t next_seq_ = 0;
   std::atomic<std::uint64_t> publisher_next_{0};

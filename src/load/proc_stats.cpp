@@ -67,4 +67,15 @@ std::optional<double> process_cpu_seconds(int pid) {
   return stat_cpu_seconds(pid);
 }
 
+std::optional<double> server_cpu_seconds(const ConnectOptions& options) {
+  if (options.server_pid <= 0) return std::nullopt;
+  std::optional<double> total = process_cpu_seconds(options.server_pid);
+  for (const int pid : options.more_server_pids) {
+    const std::optional<double> more = process_cpu_seconds(pid);
+    if (!total || !more) return std::nullopt;
+    *total += *more;
+  }
+  return total;
+}
+
 }  // namespace conduit::load

@@ -284,7 +284,7 @@ void wait_for_workers_ready(const FanoutLoadOptions& options, Processes& procs, 
 void run_workers(const FanoutLoadOptions& options, Processes& procs, FanoutWorker& publisher_worker,
                  FanoutShared& shared, const ProgressCallback& progress, Clock::time_point start,
                  FanoutLoadReport& report, RunProblem& problem) {
-  const auto cpu_before = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+  const auto cpu_before = server_cpu_seconds(options);
   for (auto& p : procs) write_all(p->to_child, "start\n");
   publisher_worker.start_publishing();
   // Workers give up after `timeout` themselves and report; the grace covers their teardown.
@@ -316,7 +316,7 @@ void run_workers(const FanoutLoadOptions& options, Processes& procs, FanoutWorke
     }
     return false;
   });
-  const auto cpu_after = options.server_pid > 0 ? process_cpu_seconds(options.server_pid) : std::optional<double>{};
+  const auto cpu_after = server_cpu_seconds(options);
   if (cpu_before && cpu_after) report.server_cpu_seconds = *cpu_after - *cpu_before;
 }
 
@@ -419,6 +419,8 @@ FanoutLoadReport run_fanout_processes(const FanoutLoadOptions& options, unsigned
   report.protocol_errors = publisher_worker.protocol_errors;
   report.closed_early = publisher_worker.closed_early;
   report.publisher_echoes = publisher_worker.publisher_echoes;
+  report.publish_latency = publisher_worker.publish_histogram().summary();
+  report.publish_errors = publisher_worker.publish_errors;
   report.messages_published = publisher_worker.published;
   for (auto& p : procs) {
     std::lock_guard lock(p->mutex);

@@ -123,6 +123,7 @@ std::string failure_reason(const FanoutLoadReport& r) {
   if (r.out_of_order > 0) why.add("{} messages out of order", r.out_of_order);
   if (r.corrupt > 0) why.add("{} corrupt messages", r.corrupt);
   if (r.protocol_errors > 0) why.add("{} protocol errors", r.protocol_errors);
+  if (r.publish_errors > 0) why.add("{} publish requests refused", r.publish_errors);
   return why.text;
 }
 
@@ -155,6 +156,9 @@ std::string format_report(const FanoutLoadReport& r) {
     out += fmt::format("deliveries:    {} of {} ({} published)\n", r.deliveries, r.expected_deliveries,
                        r.messages_published);
   out += text_latency(r.latency, false);
+  if (r.publish_latency.count > 0)
+    out += fmt::format("publish (us):  p50 {:.1f}  p99 {:.1f} (request to reply), {} refused\n",
+                       r.publish_latency.p50_us, r.publish_latency.p99_us, r.publish_errors);
   out += fmt::format("order:         {} missing, {} out of order, {} corrupt, {} protocol errors, {} closed early\n",
                      r.gaps, r.out_of_order, r.corrupt, r.protocol_errors, r.closed_early);
   out += fmt::format("server closes: {}\n", text_close_codes(r.close_codes));
@@ -182,12 +186,13 @@ std::string to_json(const FanoutLoadReport& r) {
       R"("messages_published":{},"deliveries":{},"expected_deliveries":{},"seconds":{},)"
       R"("deliveries_per_second":{},"latency":{},"gaps":{},"out_of_order":{},"corrupt":{},"protocol_errors":{},)"
       R"("closed_early":{},"publisher_echoes":{},"close_codes":{},"server_cpu_seconds":{},)"
-      R"("deliveries_per_server_cpu_second":{},"processes":{}}})",
+      R"("deliveries_per_server_cpu_second":{},"processes":{},"publish_latency":{},"publish_errors":{}}})",
       to_string(r.error), json_escape(r.error_detail), r.subscribers, r.connect_failures, r.messages_published,
       r.deliveries, r.expected_deliveries, json_number(r.seconds, 4), json_number(r.deliveries_per_second, 1),
       json_latency(r.latency), r.gaps, r.out_of_order, r.corrupt, r.protocol_errors, r.closed_early, r.publisher_echoes,
       json_close_codes(r.close_codes), json_number(r.server_cpu_seconds, 3),
-      json_number(r.deliveries_per_server_cpu_second, 1), r.processes);
+      json_number(r.deliveries_per_server_cpu_second, 1), r.processes, json_latency(r.publish_latency),
+      r.publish_errors);
 }
 
 std::string to_json(const IdleLoadReport& r) {

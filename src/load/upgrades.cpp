@@ -67,13 +67,12 @@ class Storm {
         measuring = true;
         measured_from = now;
         counted_before = completed_;
-        if (options_.server_pid > 0) cpu_before = process_cpu_seconds(options_.server_pid);
+        cpu_before = server_cpu_seconds(options_);
       }
       if (now >= window_end || cancelled(options_)) {
         if (measuring) {
           const auto end = Clock::now();
-          std::optional<double> cpu_after;
-          if (options_.server_pid > 0) cpu_after = process_cpu_seconds(options_.server_pid);
+          const std::optional<double> cpu_after = server_cpu_seconds(options_);
           report.seconds = seconds_between(measured_from, end);
           report.upgrades = completed_ - counted_before;
           if (*report.seconds > 0) report.upgrades_per_second = static_cast<double>(report.upgrades) / *report.seconds;

@@ -67,6 +67,10 @@ struct ConnectOptions {
   // reported (see process_cpu_seconds), so results can be expressed per
   // server-CPU-second. Default 0 (not measured).
   int server_pid = 0;
+  // More processes whose CPU time is added to server_pid's, for a server made
+  // of several processes (e.g. two conduitd nodes and the redis-server they
+  // share). Empty by default.
+  std::vector<int> more_server_pids;
   // When set and it becomes true (e.g. from a signal handler), the run ends
   // early and reports what it measured so far. Checked every 100 ms.
   const std::atomic<bool>* cancel = nullptr;
@@ -115,6 +119,11 @@ struct FanoutLoadOptions : ConnectOptions {
   // a JSON string of `size` characters (at least 32: sequence and publish
   // time in hex, then a fixed pattern), and subscribers check the pushes.
   std::string channel;
+  // Channel mode only. Non-empty: the subscribers connect to these servers
+  // (several nodes serving the same channels), spread evenly over them; the
+  // publisher connects to `url`, on a thread of its own. Not with worker
+  // processes. Empty (default): everything connects to `url`.
+  std::vector<std::string> subscriber_urls;
 };
 
 struct UpgradeLoadOptions : ConnectOptions {
@@ -176,7 +185,11 @@ struct FanoutLoadReport {
   std::uint64_t expected_deliveries = 0;
   std::optional<double> seconds;  // first publish → last delivery; none when nothing was delivered
   std::optional<double> deliveries_per_second;
-  LatencySummary latency;          // publish → receive, per delivery
+  LatencySummary latency;  // publish → receive, per delivery
+  // Channel mode: publish request sent → its reply (the offset) received, per
+  // publication; and the publish requests answered with an error.
+  LatencySummary publish_latency;
+  std::uint64_t publish_errors = 0;
   std::uint64_t gaps = 0;          // messages a subscriber never got (skipped sequence numbers or missing at the end)
   std::uint64_t out_of_order = 0;  // sequence number lower than one already received
   std::uint64_t corrupt = 0;       // payload too short or not what was published
@@ -260,5 +273,9 @@ std::uint64_t raise_file_limit();
 // utime + stime from /proc/PID/stat (10 ms ticks) when schedstat is missing;
 // none when the process cannot be read.
 std::optional<double> process_cpu_seconds(int pid);
+// The CPU time of the run's server: process_cpu_seconds of server_pid plus
+// that of every more_server_pids; none when server_pid is not set or any of
+// them cannot be read.
+std::optional<double> server_cpu_seconds(const ConnectOptions& options);
 
 }  // namespace conduit::load
