@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Turns the JSON lines written by scripts/bench into a markdown result table.
 
-Usage: summarize.py echo|fanout RUNS.jsonl MACHINE.txt COMMAND > result.md
+Usage: summarize.py echo|fanout|scale RUNS.jsonl MACHINE.txt COMMAND > result.md
 
 Every figure is the median over the interleaved runs of one configuration;
 ratios are conduit / baseline of those medians. Runs of server "uws" (a
@@ -56,7 +56,7 @@ def errors_of(r):
     if r["scenario"] == "upgrades":
         return f"{r['failures']} failed connections" if g(r, "failures") else ""
     if r["scenario"] == "fanout":
-        bad = sum(g(r, k) or 0 for k in ("gaps", "out_of_order", "corrupt", "protocol_errors"))
+        bad = sum(g(r, k) or 0 for k in ("gaps", "out_of_order", "corrupt", "protocol_errors", "publish_errors"))
         codes = r.get("close_codes", {})
         extra = ", closes " + ", ".join(f"{c}: {n}" for c, n in codes.items()) if codes else ""
         return (f"{bad} lost/reordered" if bad else "") + extra
@@ -305,6 +305,63 @@ def fanout_report(runs):
     return "\n".join(out)
 
 
+SCALE_NAMES = {"channel": "one node, channels in memory",
+               "redis1": "one node + Redis",
+               "redis2": "two nodes + Redis"}
+
+
+def scale_report(runs):
+    """scripts/bench-scale: one channel, 1,000 subscribers, one node against two nodes sharing a Redis.
+    Server CPU is every server process of the configuration: the node(s) and redis-server."""
+    out = []
+    rs_all = [r for r in runs if r["scenario"] == "fanout"]
+    windows = sorted({r["window"] for r in rs_all}, key=lambda w: (w == 0, -w))
+    servers = [s for s in ("channel", "redis1", "redis2") if any(r["server"] == s for r in rs_all)]
+    n = rs_all[0]["subscribers_requested"] if rs_all else 0
+
+    def runs_of(server, w):
+        return [r for r in rs_all if r["server"] == server and r["window"] == w]
+
+    out.append(f"Deliveries per server-CPU-second (median of the runs; one publisher, {n:,} subscribers of one "
+               "channel, 64-character data; server CPU = every server process: the node(s) and redis-server):")
+    out.append("")
+    out.append("| configuration | " + " | ".join(f"W={w}" for w in windows) + " |")
+    out.append("|---|" + "---|" * len(windows))
+    med = {}
+    for server in servers:
+        cells = []
+        for w in windows:
+            m = median([g(r, "deliveries_per_server_cpu_second") for r in runs_of(server, w) if r.get("error") == "none"])
+            med[(server, w)] = m
+            cells.append(fmt_num(m))
+        out.append(f"| {SCALE_NAMES[server]} | " + " | ".join(cells) + " |")
+    for server in ("redis1", "redis2"):
+        if server in servers and "channel" in servers:
+            out.append(f"| ratio {SCALE_NAMES[server]} / one node in memory | " +
+                       " | ".join(fmt_ratio(med[(server, w)], med[("channel", w)]) for w in windows) + " |")
+    out.append("")
+    out.append("Details (medians): delivery latency is publish request sent → push received by a subscriber; "
+               "publish latency is publish request sent → its reply (the offset) received by the publisher.")
+    out.append("")
+    out.append("| configuration | window | runs | messages | deliveries/s | server CPU s | delivery p50 µs | "
+               "delivery p99 µs | publish p50 µs | publish p99 µs | problems |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for w in windows:
+        for server in servers:
+            rs = runs_of(server, w)
+            if not rs:
+                continue
+            problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+            cells = [median([g(r, "deliveries_per_second") for r in rs]), median([g(r, "server_cpu_seconds") for r in rs]),
+                     median([g(r, "latency", "p50_us") for r in rs]), median([g(r, "latency", "p99_us") for r in rs]),
+                     median([g(r, "publish_latency", "p50_us") for r in rs]),
+                     median([g(r, "publish_latency", "p99_us") for r in rs])]
+            out.append(f"| {SCALE_NAMES[server]} | W={w} | {len(rs)} | {rs[0]['messages_requested']} | "
+                       f"{fmt_num(cells[0])} | {fmt_num(cells[1], 2)} | " +
+                       " | ".join(fmt_num(c, 1) for c in cells[2:]) + f" | {problems} |")
+    return "\n".join(out)
+
+
 def one_line(r):
     """Progress line for one run, printed by scripts/bench as it goes."""
     if r.get("scenario") == "echo":
@@ -337,7 +394,8 @@ def main():
     print(f"Command: `{command}`\n")
     print("Machine:\n")
     print("```\n" + machine + "\n```\n")
-    print(echo_report(runs) if scenario == "echo" else fanout_report(runs))
+    reports = {"echo": echo_report, "fanout": fanout_report, "scale": scale_report}
+    print(reports[scenario](runs))
     if with_raw:
         print("\nRaw runs (JSON lines, in the order they ran):\n")
         print("```")
