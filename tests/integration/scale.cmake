@@ -25,3 +25,6 @@ conduit_scale_test(failover       120 NodeFailover)
 conduit_scale_test(redis_outage   180 RedisOutageWithPersistence RedisOutageWithoutPersistence)
 # A node started while Redis is down: /healthz 200, /readyz 503, ready once Redis is up.
 conduit_scale_test(redis_at_start 90  RedisDownAtStart)
+# Node B SIGSTOPped under a stream of publications: Redis drops its subscription
+# (output buffer limit), B reconnects and resyncs its subscriber with no gap.
+conduit_scale_test(slow_node      120 SlowNode)

@@ -9,6 +9,7 @@ docs/operations.md ("Several nodes").
 """
 
 import asyncio
+import signal
 import unittest
 
 import scalelib
@@ -92,11 +93,18 @@ class FanoutAcrossNodes(Cluster):
         self.start_cluster()
         ch = "cross"
 
+        def nodes_subscribed():
+            # Nodes subscribed in Redis to the channel's pub/sub channel (PREFIX:p:{C}).
+            return self.redis.command_reply("PUBSUB", "NUMSUB", "conduit:p:{cross}")[1]
+
         async def go():
             on_a = [await Peer.open(self.a.port) for _ in range(3)]
             on_b = [await Peer.open(self.b.port) for _ in range(3)]
+            self.assertEqual(nodes_subscribed(), 0)
             ra = [await p.subscribe(ch) for p in on_a]
             epoch = ra[0]["result"]["epoch"]
+            # Only the node with subscribers listens to the channel in Redis.
+            await async_wait_until(lambda: nodes_subscribed() == 1, T, "node A to subscribe in Redis")
             for i in range(1, 6):
                 self.assertEqual(self.publish_http(self.b.port, ch, {"from": "b", "i": i}),
                                  (200, {"offset": i, "epoch": epoch}))
@@ -116,7 +124,12 @@ class FanoutAcrossNodes(Cluster):
             for p in on_b:
                 got = await p.wait_pushes(1, T)
                 self.assertEqual(got, [{"channel": ch, "offset": 6, "epoch": epoch, "data": "from a"}])
-            await close_peers(on_a + on_b)
+            await async_wait_until(lambda: nodes_subscribed() == 2, T, "node B to subscribe in Redis")
+            # The last subscriber of a node leaving unsubscribes that node in Redis.
+            await close_peers(on_a)
+            await async_wait_until(lambda: nodes_subscribed() == 1, T, "node A to unsubscribe in Redis")
+            await close_peers(on_b)
+            await async_wait_until(lambda: nodes_subscribed() == 0, T, "node B to unsubscribe in Redis")
 
         run(go())
 
@@ -376,6 +389,57 @@ class RedisOutageWithoutPersistence(RedisOutage):
 
         run(go())
         self.check_logs("failed")
+
+
+class SlowNode(Cluster):
+    """A node that stops reading its Redis subscription is disconnected by Redis (the pub/sub output
+    buffer limit) instead of growing Redis's memory; when it runs again it reconnects and resyncs
+    the channel from the Redis history, so its subscribers miss nothing (docs/operations.md,
+    "Sizing")."""
+
+    def test_redis_disconnects_a_stalled_node_which_then_resyncs_its_subscribers(self):
+        self.start_cluster()
+        ch, chunk = "slow", "x" * 32000
+        self.redis.command_reply("CONFIG", "SET", "client-output-buffer-limit", "pubsub 1048576 0 0")
+
+        def pubsub_clients():
+            text = self.redis.command_reply("CLIENT", "LIST", "TYPE", "pubsub").decode()
+            return len([line for line in text.splitlines() if line.strip()])
+
+        async def go():
+            sub = await Peer.open(self.b.port)
+            epoch = (await sub.subscribe(ch))["result"]["epoch"]
+            await async_wait_until(lambda: pubsub_clients() == 2, T, "both nodes' pub/sub connections")
+            disconnects = metric(self.b.port, scalelib.M_DISCONNECTS)
+            resyncs = metric(self.b.port, M_RESYNCS, result="recovered")
+            self.b.proc.send_signal(signal.SIGSTOP)
+            try:
+                # Publish on A until Redis drops B's subscription (what it cannot send B piles up in
+                # B's output buffer, limited to 1 MB here), at most 1,500 publications.
+                published = 0
+                while pubsub_clients() == 2:
+                    self.assertLess(published, 1500, "Redis never disconnected the stalled node")
+                    published += 1
+                    self.assertEqual(self.publish_http(self.a.port, ch, {"i": published, "pad": chunk}),
+                                     (200, {"offset": published, "epoch": epoch}))
+                self.assertIn(b"output buffer limits", b"".join(self.redis.lines))
+            finally:
+                self.b.proc.send_signal(signal.SIGCONT)
+            # B finds its connection gone, reconnects and resyncs from the stream: its subscriber gets
+            # every publication, in order, once, and no recovery_failed.
+            await sub.wait_for(lambda: any(p.get("data", {}).get("i") == published for p in sub.pushes
+                                           if isinstance(p.get("data"), dict)),
+                               scalelib.RECONNECT_TIMEOUT, f"publication {published} on the stalled node")
+            self.assertEqual(self.publish_http(self.a.port, ch, "end")[0], 200)
+            await sub.wait_for(lambda: any(p.get("data") == "end" for p in sub.pushes), T, "the end marker")
+            got = data_pushes(sub, ch)
+            self.assertEqual([p["offset"] for p in got], list(range(1, published + 2)))
+            self.assertEqual(recovery_failed_pushes(sub, ch), [])
+            self.assertGreater(metric(self.b.port, scalelib.M_DISCONNECTS), disconnects)
+            self.assertGreater(metric(self.b.port, M_RESYNCS, result="recovered"), resyncs)
+            await sub.close()
+
+        run(go())
 
 
 class RedisDownAtStart(unittest.TestCase):
