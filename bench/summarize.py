@@ -56,9 +56,11 @@ def errors_of(r):
     if r["scenario"] == "upgrades":
         return f"{r['failures']} failed connections" if g(r, "failures") else ""
     if r["scenario"] == "fanout":
-        bad = sum(g(r, k) or 0 for k in ("gaps", "out_of_order", "corrupt", "protocol_errors", "publish_errors"))
+        bad = sum(g(r, k) or 0 for k in ("gaps", "out_of_order", "corrupt", "protocol_errors"))
         codes = r.get("close_codes", {})
         extra = ", closes " + ", ".join(f"{c}: {n}" for c, n in codes.items()) if codes else ""
+        refused = g(r, "publish_errors") or 0
+        extra += f", {refused} publishes refused" if refused else ""
         return (f"{bad} lost/reordered" if bad else "") + extra
     return ""
 
