@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <future>
 #include <memory>
 #include <random>
 #include <string>
@@ -28,8 +29,9 @@ namespace {
 
 // One conduit.v1 node on two loops, its channels in Redis.
 struct Node {
-  explicit Node(const std::string& redis_url, std::size_t history_size = 100000) {
+  explicit Node(const std::string& redis_url, std::size_t history_size = 100000, std::size_t max_backlog = 64u << 20) {
     conduit::ChannelServiceOptions opts;
+    opts.redis.max_backlog_bytes = max_backlog;
     opts.channels.defaults.history_size = history_size;
     opts.channels.defaults.history_ttl = 0ms;
     opts.redis.url = redis_url;
@@ -274,5 +276,70 @@ TEST(ChannelsRedis, NodeStartsWithoutRedisAndTurnsReadyWhenItAppears) {
   EXPECT_NE(subscribe(c, 1, "z").find("\"result\""), std::string::npos);
   EXPECT_NE(publish(c, 2, "z", "true").find("\"result\""), std::string::npos);
 }
+
+// A node whose loops fall behind what Redis sends: its backlog stays bounded
+// (messages beyond max_backlog_bytes are dropped, not queued) and once the
+// loops catch up the channel is read again from the Redis history, so the
+// subscriber still gets every publication in order; with a history too short
+// for the gap it gets recovery_failed instead.
+void backlog_case(std::size_t history_size, bool expect_recovered) {
+  RedisServer redis;
+  constexpr std::size_t max_backlog = 64 * 1024;
+  Node a(redis.url(), history_size, max_backlog), b(redis.url());
+  ASSERT_TRUE(a.wait_ready(200));
+  ASSERT_TRUE(b.wait_ready(200));
+  RawClient sub(a.server->port());
+  subscribe(sub, 1, "big");
+  // Block both of node A's loops: what Redis sends piles up in its backlog.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<int> blocked{0};
+  for (unsigned i = 0; i < 2; ++i) {
+    ASSERT_TRUE(a.server->post(i, [released, &blocked] {
+      blocked.fetch_add(1);
+      released.wait();
+    }));
+  }
+  const std::string data = "\"" + std::string(1000, 'x') + "\"";
+  constexpr int n = 300;  // ~300 KB: several times the backlog limit
+  for (int i = 1; i <= n; ++i) {
+    auto r = b.service->channels().publish("big", data);
+    ASSERT_EQ(r.status, conduit::PublishStatus::ok);
+  }
+  // Node A's Redis thread has taken all n (pub/sub is in order; a marker
+  // publication after them on another channel is not needed: its message
+  // counter is read until it stops below n or reaches n).
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  std::string metrics;
+  while (std::chrono::steady_clock::now() < deadline) {
+    metrics = a.server->metrics_text();
+    if (metrics.find("conduit_redis_messages_total " + std::to_string(n + 0)) != std::string::npos) break;
+    std::this_thread::sleep_for(10ms);  // probe interval
+  }
+  const auto backlog_at = metrics.find("\nconduit_redis_backlog_bytes ");
+  ASSERT_NE(backlog_at, std::string::npos);
+  const auto backlog = std::stoull(metrics.substr(backlog_at + 29));
+  EXPECT_LE(backlog, max_backlog + 2 * 1100) << "backlog above its bound";
+  EXPECT_EQ(metrics.find("conduit_redis_backlog_drops_total 0\n"), std::string::npos) << "nothing dropped?";
+  release.set_value();
+  std::uint64_t last = 0;
+  bool failed_push = false;
+  while (last < static_cast<std::uint64_t>(n)) {
+    auto f = sub.next_data_or_close();
+    ASSERT_EQ(f.op, conduit::wire::Opcode::Text) << f.payload;
+    if (f.payload.find("\"recovery_failed\"") != std::string::npos) {
+      failed_push = true;
+      last = number_after(f.payload, "offset");
+      continue;
+    }
+    const auto off = number_after(f.payload, "offset");
+    ASSERT_EQ(off, last + 1) << "gap or duplicate";
+    last = off;
+  }
+  EXPECT_EQ(failed_push, !expect_recovered);
+}
+
+TEST(ChannelsRedis, SlowNodeBacklogIsBoundedAndRecoversFromHistory) { backlog_case(1000, true); }
+TEST(ChannelsRedis, SlowNodeBacklogBeyondHistoryTellsRecoveryFailed) { backlog_case(10, false); }
 
 }  // namespace
