@@ -95,7 +95,8 @@ struct ChannelState {
     unsigned loop;
     std::optional<StreamPosition> since;
     conduit::Channels::SubscribeCallback done;
-    bool reading = false;  // a history read for it is on its way
+    bool reading = false;            // a history read for it is on its way
+    bool awaiting_position = false;  // Redis has `since`, the node has not delivered it yet
   };
   std::vector<Waiter> waiters;
 };

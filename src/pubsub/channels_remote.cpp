@@ -230,12 +230,14 @@ void Channels::Impl::resolve_waiter(const std::shared_ptr<Impl>& self, const std
   std::vector<std::shared_ptr<const std::string>> keep;
   if (w.since) {
     const StreamPosition& since = *w.since;
-    bool decided = false;
+    if (w.awaiting_position && (since.offset <= position.offset || since.epoch != position.epoch))
+      w.awaiting_position = false;
     if (since.epoch != position.epoch) {
-      decided = true;  // another life of the channel: not recovered
+      // another life of the channel: not recovered
     } else if (since.offset > position.offset) {
       // The client saw offsets this node has not delivered yet: when Redis
       // has them, wait for them to arrive; otherwise the position is bogus.
+      if (w.awaiting_position) return;  // woken again by the next message
       if (!read) {
         if (!w.reading) {
           w.reading = true;
@@ -250,12 +252,11 @@ void Channels::Impl::resolve_waiter(const std::shared_ptr<Impl>& self, const std
       if (read->outcome == RemoteOutcome::ok && read->position.epoch == since.epoch &&
           read->position.offset >= since.offset) {
         w.reading = false;
+        w.awaiting_position = true;
         return;  // on_remote_message resolves it once the node gets there
       }
-      decided = true;
     } else if (since.offset == position.offset) {
       result.recovered = true;
-      decided = true;
     } else {
       pubsub::RecoveryResult cached = ch->history.recover(since.offset, since.epoch, HistoryClock::now());
       if (cached.recovered) {
@@ -264,7 +265,6 @@ void Channels::Impl::resolve_waiter(const std::shared_ptr<Impl>& self, const std
           result.publications.push_back({e.offset, e.publication});
           keep.push_back(std::move(e.buffer));
         }
-        decided = true;
       } else if (read && read->outcome == RemoteOutcome::ok && read->position.epoch == position.epoch) {
         // Redis' entries from since + 1 up to min(Redis, node), then the
         // cache up to the node's position.
@@ -288,7 +288,6 @@ void Channels::Impl::resolve_waiter(const std::shared_ptr<Impl>& self, const std
         }
         result.recovered = next == position.offset + 1;
         if (!result.recovered) result.publications.clear();
-        decided = true;
       } else if (!read) {
         if (!w.reading) {
           w.reading = true;
@@ -301,10 +300,9 @@ void Channels::Impl::resolve_waiter(const std::shared_ptr<Impl>& self, const std
         }
         return;
       } else {
-        decided = true;  // Redis could not be read: not recovered
+        // Redis could not be read: not recovered
       }
     }
-    (void)decided;
     (result.recovered ? recovered : not_recovered).fetch_add(1, std::memory_order_relaxed);
   }
   // Join: publications up to the position go to the members already here,

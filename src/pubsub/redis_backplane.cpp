@@ -1,5 +1,6 @@
 #include "pubsub/redis_backplane.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <random>
 #include <utility>
@@ -64,10 +65,18 @@ end
 return r
 )lua";
 
-// KEYS: meta, stream. ARGV: count. Read only.
+// KEYS: meta, stream. ARGV: count, candidate epoch, meta ttl ms. A channel
+// Redis does not know is created (offset 0, a new epoch), as by sync.
 constexpr std::string_view history_script = R"lua(
-local e = redis.call('hget', KEYS[1], 'e') or ''
+local e = redis.call('hget', KEYS[1], 'e')
 local s = redis.call('hget', KEYS[1], 's') or '0'
+if not e then
+  e = ARGV[2]
+  s = '0'
+  redis.call('del', KEYS[2])
+  redis.call('hset', KEYS[1], 'e', e, 's', 0)
+  redis.call('pexpire', KEYS[1], ARGV[3])
+end
 return {s, e, redis.call('xrevrange', KEYS[2], '+', '-', 'COUNT', ARGV[1])}
 )lua";
 
@@ -143,7 +152,7 @@ bool parse_remote_message(std::string_view payload, RemoteMessage& out) {
   const auto sp1 = payload.find(' ');
   if (sp1 == std::string_view::npos || !parse_u64(payload.substr(0, sp1), out.offset)) return false;
   const auto sp2 = payload.find(' ', sp1 + 1);
-  if (sp2 == std::string_view::npos || sp2 + 2 >= payload.size() + 1 || payload.size() < sp2 + 3) return false;
+  if (sp2 == std::string_view::npos || payload.size() < sp2 + 3) return false;
   const char t = payload[sp2 + 1];
   if ((t != 't' && t != 'b') || payload[sp2 + 2] != ' ') return false;
   out.epoch.assign(payload.substr(sp1 + 1, sp2 - sp1 - 1));
@@ -277,7 +286,9 @@ void RedisBackplane::history(std::string_view channel, std::size_t limit,
                                 "2",
                                 key('m', channel),
                                 key('h', channel),
-                                std::to_string(std::max<std::size_t>(limit, 1))};
+                                std::to_string(std::max<std::size_t>(limit, 1)),
+                                next_epoch(),
+                                std::to_string(options_.meta_ttl.count())};
   client_->command(std::move(args),
                    [done = std::move(done)](const redis::Reply& r) { done(parse_position_reply(r, true)); });
 }

@@ -107,8 +107,8 @@ class RedisBackplane {
   void sync(std::string_view channel, const StreamPosition* known, std::uint64_t from_offset, std::size_t limit,
             std::function<void(const RemoteSyncResult&)> done);
 
-  // The newest `limit` entries and the position (read only: a missing
-  // channel is reported at offset 0 with an empty epoch).
+  // The newest `limit` entries and the position (a channel Redis does not
+  // know is created, offset 0 and a new epoch, as sync does).
   void history(std::string_view channel, std::size_t limit, std::function<void(const RemoteSyncResult&)> done);
 
   void subscribe(std::string_view channel);
