@@ -178,6 +178,9 @@ int main(int argc, char** argv) {
   } catch (const conduit::ConfigError& e) {
     config_error(e);
   }
+  if (!cfg.pubsub.redis.url.empty()) {
+    if (std::string why = conduit::redis_url_error(cfg.pubsub.redis.url); !why.empty()) config_error("redis.url", why);
+  }
   if (print_config) {
     std::fputs(conduit::to_toml(cfg).c_str(), stdout);
     return 0;

@@ -59,6 +59,17 @@ struct HttpResponse {
 // blocking I/O); hand long work to another thread.
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
+// An asynchronous handler answers later, from any thread, by calling the
+// HttpReply it is given: exactly once (later calls do nothing). Until then
+// the request waits, bounded by ServerOptions::handshake_timeout (the
+// connection is then closed without an answer, and a late reply does
+// nothing). The request's views are valid only during the handler's call:
+// copy what the answer needs. The reply must be called before the Server is
+// destroyed. What it is for: answers that wait on another system (e.g. a
+// publish that goes through Redis) without blocking the event loop.
+using HttpReply = std::function<void(HttpResponse)>;
+using HttpAsyncHandler = std::function<void(const HttpRequest&, HttpReply reply)>;
+
 // Runs on the request head, before the body is read (HttpRequest::body is
 // empty, content_length says how long it is): a response answers the request
 // without reading the body; nullopt lets it go on to the size checks and the
@@ -82,6 +93,9 @@ struct HttpRoute {
   std::string path;
   PathMatch match = PathMatch::Exact;
   HttpHandler handler;
+  // Instead of handler (one of the two is required; with both, this one is
+  // used): see HttpAsyncHandler.
+  HttpAsyncHandler async_handler;
   // Optional: see HttpHeadCheck.
   HttpHeadCheck check_head;
   // Largest body accepted by this route; 0 = ServerOptions::max_http_body_bytes.

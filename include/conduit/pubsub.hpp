@@ -70,6 +70,30 @@ struct ChannelNamespaceOverrides {
 
 // A channel's namespace is the part of its name before the first ':'
 // ("chat:lobby" is in namespace "chat"); a name without ':' is in none.
+// The Redis engine: channels shared by every node connected to the same
+// Redis (and prefix). Publish runs one script in Redis that assigns the
+// offset, appends to the channel's history stream and publishes to the
+// nodes; each node subscribes in Redis to the channels it has subscribers
+// for and frames what arrives once for all of them.
+struct ChannelRedisOptions {
+  // redis://[:password@]host[:port][/db]; empty: the local engine (channels
+  // live in this process only).
+  std::string url;
+  // Prefix of every key and pub/sub channel name in Redis.
+  std::string prefix = "conduit";
+  // How long a channel's offset and epoch live in Redis after its last
+  // publication (at least history_ttl).
+  std::chrono::milliseconds meta_ttl{std::chrono::hours(24)};
+  // Bytes received from Redis and not yet taken by the loops above which the
+  // node drops what arrives for a channel and resyncs the channel from the
+  // Redis history once the loops catch up.
+  std::size_t max_backlog_bytes = 64u << 20;
+  std::chrono::milliseconds connect_timeout{2000};
+};
+
+// "" when url is a Redis URL the engine accepts, else what is wrong with it.
+std::string redis_url_error(std::string_view url);
+
 struct ChannelConfig {
   ChannelOptions defaults;
   std::map<std::string, ChannelNamespaceOverrides, std::less<>> namespaces;
@@ -101,6 +125,7 @@ enum class SubscribeStatus : std::uint8_t {
   too_many_subscriptions,  // max_subscriptions_per_connection reached
   invalid_channel,         // not a valid channel name (or too long)
   not_open,                // the session is closing or closed
+  unavailable,             // Redis engine: Redis is not reachable, the channel's position is unknown
 };
 
 struct SubscribeResult {
@@ -118,7 +143,10 @@ struct SubscribeResult {
 enum class PublishStatus : std::uint8_t {
   ok,
   invalid_channel,  // not a valid channel name (or too long)
-  unavailable,      // the channels are shut down
+  unavailable,      // not published: the channels are shut down, or (Redis engine) Redis is not reachable
+  unknown,          // Redis engine: sent, but the connection to Redis was lost before its answer:
+                    // it may or may not have been published
+  failed,           // Redis engine: Redis refused it (an error reply, logged): not published
 };
 
 struct PublishResult {
@@ -162,6 +190,7 @@ class Channels {
   struct Options {
     ChannelConfig config;
     Format format = Format::raw;
+    ChannelRedisOptions redis;  // url empty: the local engine
   };
 
   // Before server.start() (adds a close hook and a metrics source; throws
@@ -187,14 +216,30 @@ class Channels {
   std::size_t subscription_count(const Session& session) const;
 
   // Assigns the next offset, keeps the publication in history and delivers it
-  // to every subscriber on every loop. Any thread; never blocks on I/O.
-  // `except`, when it is a subscriber, does not get this publication (a
-  // relay leaving out the sender); everyone else does, history too.
+  // to every subscriber on every loop. `except`, when it is a subscriber, does
+  // not get this publication (a relay leaving out the sender); everyone else
+  // does, history too.
+  // Local engine: any thread; never blocks on I/O; done runs before
+  // publish_async returns. Redis engine: done runs on the Redis client's
+  // thread once Redis answered (keep it short; it must not call the
+  // blocking publish() or history()); `except` is not supported there
+  // (std::invalid_argument).
+  using PublishCallback = std::function<void(const PublishResult&)>;
+  void publish_async(std::string_view channel, std::string_view data, MessageType type, const Session* except,
+                     PublishCallback done);
+  // publish_async, waiting for the result. Redis engine: blocks the calling
+  // thread until Redis answers, so it throws std::logic_error on an event
+  // loop thread (use publish_async there).
   PublishResult publish(std::string_view channel, std::string_view data, MessageType type = MessageType::Text,
                         const Session* except = nullptr);
 
-  // The newest `limit` publications still in history (any thread). A channel
-  // that does not exist yet is reported at offset 0 with a fresh epoch.
+  // The newest `limit` publications still in history. A channel that does
+  // not exist yet is reported at offset 0 with a fresh epoch. Redis engine:
+  // read from Redis; done runs on the Redis client's thread (with
+  // position.epoch empty when Redis was not reachable); history() blocks as
+  // publish() does.
+  using HistoryCallback = std::function<void(const HistorySnapshot&)>;
+  void history_async(std::string_view channel, std::size_t limit, HistoryCallback done);
   HistorySnapshot history(std::string_view channel, std::size_t limit);
   // Channels with subscribers on this server.
   std::vector<ChannelInfo> list() const;
@@ -239,6 +284,8 @@ struct ChannelServiceOptions {
   // Publish requests per second per connection (a token bucket with a burst
   // of max(1, rate)); 0 = no limit.
   double publish_rate = 0;
+  // The Redis engine (url empty: local channels).
+  ChannelRedisOptions redis;
 };
 
 class ChannelService {

@@ -108,6 +108,12 @@ class Server {
   // differ from the server's own. Called on the scraping thread; it must be
   // thread-safe. Before start() only (throws std::logic_error after).
   void add_metrics_source(std::function<void(std::string& out)> append);
+  // Adds a readiness check to GET /readyz: it returns "" when ready, else a
+  // one-line reason that /readyz answers with 503 (e.g. "redis unavailable:
+  // connection refused"), so that a load balancer stops routing here. Called
+  // on the thread that serves /readyz; it must be thread-safe and quick.
+  // Before start() only (throws std::logic_error after).
+  void add_readiness_check(std::function<std::string()> check);
   // Number of event loops (threads); loop indexes are 0 .. loop_count() - 1.
   unsigned loop_count() const noexcept;
   // Runs fn on loop loop_index's thread, after the loop's current batch, in

@@ -85,6 +85,12 @@ jwt_secret = ""               # "" (and no jwt_secret_file) = no auth: everythin
 jwt_secret_file = ""          # read at startup, trailing newlines dropped; exclusive with jwt_secret
 leeway = "0s"                 # clock skew allowed for exp and nbf (whole seconds)
 
+[redis]                       # pubsub only: channels shared by every node on the same Redis
+url = ""                      # redis://[:password@]host[:port][/db]; "" = channels local to this node
+prefix = "conduit"            # prefix of every key and pub/sub channel name in Redis
+meta_ttl = "24h"              # a channel's offset and epoch live this long after its last publication
+max_backlog_bytes = "64MiB"   # received from Redis, not yet queued: above it a channel is resynced later
+
 [web]
 enabled = true                # the chat at /, /dashboard, /conduit.js and /stats (files built into conduitd)
 )";
@@ -385,6 +391,34 @@ std::map<std::string, KeySpec> base_schema() {
           c.pubsub.api_max_body_bytes = get_size(n, k);
           if (c.pubsub.api_max_body_bytes == 0) throw ConfigError(k, "must be greater than 0");
           if (c.pubsub.api_max_body_bytes > (std::size_t{1} << 30)) throw ConfigError(k, "must be at most 1GiB");
+        }}},
+      {"redis.url",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          c.pubsub.redis.url = get_string(n, k);
+          if (!c.pubsub.redis.url.empty() && !c.pubsub.redis.url.starts_with("redis://"))
+            throw ConfigError(k, "expected redis://[:password@]host[:port][/db] or \"\"");
+        }}},
+      {"redis.prefix",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          c.pubsub.redis.prefix = get_token(n, k);
+          if (c.pubsub.redis.prefix.empty()) throw ConfigError(k, "must not be empty");
+          if (c.pubsub.redis.prefix.find_first_of("{}") != std::string::npos)
+            throw ConfigError(k, "must not contain { or } (they delimit the channel in key names)");
+        }}},
+      {"redis.meta_ttl",
+       {Kind::Duration,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          const Duration d = get_duration(n, k);
+          if (d.count() < 1000) throw ConfigError(k, "must be at least 1s");
+          c.pubsub.redis.meta_ttl = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+        }}},
+      {"redis.max_backlog_bytes",
+       {Kind::Size,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          c.pubsub.redis.max_backlog_bytes = get_size(n, k);
+          if (c.pubsub.redis.max_backlog_bytes < 65536) throw ConfigError(k, "must be at least 64KiB");
         }}},
       {"auth.jwt_secret",
        {Kind::String,
@@ -785,6 +819,9 @@ DaemonConfig load_config(const ConfigSources& sources) {
     throw ConfigError(cfg.server.tls.cert_file.empty() ? "tls.cert" : "tls.key",
                       "tls.cert and tls.key must be set together");
   }
+  if (!cfg.pubsub.redis.url.empty() && cfg.mode != ServerMode::Pubsub) {
+    throw ConfigError("redis.url", "only server.mode = \"pubsub\" uses Redis (channels); unset it or use pubsub");
+  }
   if (!cfg.jwt_secret_file.empty()) {
     if (!cfg.pubsub.jwt_secret.empty()) {
       throw ConfigError("auth.jwt_secret_file", "auth.jwt_secret and auth.jwt_secret_file are both set; set one");
@@ -922,7 +959,12 @@ std::string to_toml(const DaemonConfig& c) {
       << "\n[auth]\n"
       << "jwt_secret = " << toml_string(c.jwt_secret_file.empty() ? p.jwt_secret : std::string()) << "\n"
       << "jwt_secret_file = " << toml_string(c.jwt_secret_file) << "\n"
-      << "leeway = " << duration(std::chrono::duration_cast<Duration>(p.jwt_leeway)) << "\n";
+      << "leeway = " << duration(std::chrono::duration_cast<Duration>(p.jwt_leeway)) << "\n"
+      << "\n[redis]\n"
+      << "url = " << toml_string(p.redis.url) << "\n"
+      << "prefix = " << toml_string(p.redis.prefix) << "\n"
+      << "meta_ttl = " << duration(std::chrono::duration_cast<Duration>(p.redis.meta_ttl)) << "\n"
+      << "max_backlog_bytes = " << p.redis.max_backlog_bytes << "\n";
   return out.str();
 }
 

@@ -66,6 +66,13 @@ RecoveryResult History::recover(std::uint64_t since_offset, std::string_view sin
   return result;
 }
 
+void History::restart(std::string epoch, std::uint64_t last_offset) {
+  entries_.clear();
+  bytes_ = 0;
+  epoch_ = std::move(epoch);
+  last_offset_ = last_offset;
+}
+
 std::vector<HistoryEntry> History::newest(std::size_t limit, HistoryClock::time_point now) {
   expire(now);
   const std::size_t n = std::min(limit, entries_.size());

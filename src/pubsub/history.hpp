@@ -92,6 +92,10 @@ class History {
   // the last offset recovers with nothing missed, even with history off.
   RecoveryResult recover(std::uint64_t since_offset, std::string_view since_epoch, HistoryClock::time_point now);
 
+  // Starts another life: the given epoch and last offset, nothing held. (A
+  // node of the Redis engine follows the channel's position in Redis.)
+  void restart(std::string epoch, std::uint64_t last_offset);
+
   // The newest `limit` entries still held, oldest first.
   std::vector<HistoryEntry> newest(std::size_t limit, HistoryClock::time_point now);
 

@@ -26,7 +26,8 @@ enum class Refusal : std::size_t {
   invalid_json,        // 400: the body is not JSON
   invalid_request,     // 400: missing, unknown or mistyped field or parameter
   invalid_channel,     // 400: not a valid channel name (or too long)
-  unavailable,         // 503: the channels are shut down
+  unavailable,         // 503: the channels are shut down, or Redis is not reachable
+  outcome_unknown,     // 504: the publish's answer was lost with the connection to Redis
   count_
 };
 
@@ -45,6 +46,7 @@ constexpr std::array<RefusalInfo, static_cast<std::size_t>(Refusal::count_)> kRe
     {400, "invalid_request"},
     {400, "invalid_channel"},
     {503, "unavailable"},
+    {504, "outcome_unknown"},
 }};
 
 enum class Endpoint : std::size_t { publish, channels, history, count_ };
@@ -89,7 +91,7 @@ std::string quotable(std::string_view text) {
 
 }  // namespace
 
-struct HttpApi::State {
+struct HttpApi::State : std::enable_shared_from_this<HttpApi::State> {
   Channels& channels;
   HttpApiOptions options;
   std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Refusal::count_)> refusals{};
@@ -97,16 +99,29 @@ struct HttpApi::State {
 
   State(Channels& c, HttpApiOptions o) : channels(c), options(std::move(o)) {}
 
+  // What a refusal's log line names, copied out of the request (an answer
+  // that waits for Redis outlives the request's views).
+  struct Origin {
+    std::string remote;
+    std::string method;
+    std::string path;
+    explicit Origin(const HttpRequest& req)
+        : remote(req.remote_address), method(quotable(req.method)), path(quotable(req.path)) {}
+  };
+
   HttpResponse refuse(const HttpRequest& req, Refusal why, std::string_view message, std::string_view allow = {}) {
+    return refuse(Origin(req), why, message, allow);
+  }
+
+  HttpResponse refuse(const Origin& from, Refusal why, std::string_view message, std::string_view allow = {}) {
     const RefusalInfo& info = kRefusals[static_cast<std::size_t>(why)];
     refusals[static_cast<std::size_t>(why)].fetch_add(1, std::memory_order_relaxed);
     if (why == Refusal::unknown_path) {
       ops::logger().info("event=http_api_refused status={} reason={} remote={} method={} path={}", info.status,
-                         info.label, req.remote_address, quotable(req.method), quotable(req.path));
+                         info.label, from.remote, from.method, from.path);
     } else {
       ops::logger().warn("event=http_api_refused status={} reason={} remote={} method={} path={} message=\"{}\"",
-                         info.status, info.label, req.remote_address, quotable(req.method), quotable(req.path),
-                         quotable(message));
+                         info.status, info.label, from.remote, from.method, from.path, quotable(message));
     }
     std::string body = "{\"error\":{\"code\":";
     append_json_uint(body, info.status);
@@ -147,33 +162,42 @@ struct HttpApi::State {
     return json_response(200, std::move(body));
   }
 
-  HttpResponse publish(const HttpRequest& req) {
+  void publish(const HttpRequest& req, HttpReply reply) {
     // One parser per loop thread: its buffers are reused from one request
     // to the next, and the views of a parse live until the next one.
     thread_local RequestParser parser;
     const ParsedRequest parsed = parser.parse_publish_body(req.body);
     if (!parsed.request) {
       const bool not_json = parsed.error.message == "invalid JSON";
-      return refuse(req, not_json ? Refusal::invalid_json : Refusal::invalid_request, parsed.error.message);
+      return reply(refuse(req, not_json ? Refusal::invalid_json : Refusal::invalid_request, parsed.error.message));
     }
-    const PublishResult result = channels.publish(parsed.request->channel, parsed.request->data);
-    switch (result.status) {
-      case PublishStatus::ok:
-        break;
-      case PublishStatus::invalid_channel:
-        return refuse(req, Refusal::invalid_channel, invalid_channel_message(parsed.request->channel));
-      case PublishStatus::unavailable:
-        return refuse(req, Refusal::unavailable, "unavailable: the server is shutting down");
-    }
-    std::string body = "{\"offset\":";
-    append_json_uint(body, result.position.offset);
-    body += ",\"epoch\":";
-    append_json_string(body, result.position.epoch);
-    body += "}";
-    return ok(Endpoint::publish, std::move(body));
+    // The answer comes inline (local channels) or from the Redis client's
+    // thread: it carries copies, never the request's views.
+    channels.publish_async(
+        parsed.request->channel, parsed.request->data, MessageType::Text, nullptr,
+        [self = shared_from_this(), reply = std::move(reply), from = Origin(req),
+         channel = std::string(parsed.request->channel)](const PublishResult& result) {
+          switch (result.status) {
+            case PublishStatus::ok:
+              break;
+            case PublishStatus::invalid_channel:
+              return reply(self->refuse(from, Refusal::invalid_channel, self->invalid_channel_message(channel)));
+            case PublishStatus::unavailable:
+            case PublishStatus::failed:
+              return reply(self->refuse(from, Refusal::unavailable, "unavailable"));
+            case PublishStatus::unknown:
+              return reply(self->refuse(from, Refusal::outcome_unknown, "outcome unknown"));
+          }
+          std::string body = "{\"offset\":";
+          append_json_uint(body, result.position.offset);
+          body += ",\"epoch\":";
+          append_json_string(body, result.position.epoch);
+          body += "}";
+          reply(self->ok(Endpoint::publish, std::move(body)));
+        });
   }
 
-  HttpResponse list(const HttpRequest&) {
+  void list(const HttpRequest&, HttpReply reply) {
     std::string body = "{\"channels\":[";
     bool first = true;
     for (const ChannelInfo& c : channels.list()) {
@@ -185,42 +209,48 @@ struct HttpApi::State {
       body += "}";
     }
     body += "]}";
-    return ok(Endpoint::channels, std::move(body));
+    reply(ok(Endpoint::channels, std::move(body)));
   }
 
-  HttpResponse history(const HttpRequest& req) {
+  void history(const HttpRequest& req, HttpReply reply) {
     const std::optional<std::string> channel = query_param(req.query, "channel");
-    if (!channel) return refuse(req, Refusal::invalid_request, "missing query parameter \"channel\"");
+    if (!channel) return reply(refuse(req, Refusal::invalid_request, "missing query parameter \"channel\""));
     const std::size_t max_length = channels.config().resolve(*channel).max_channel_length;
     if (!is_valid_channel_name(*channel, max_length)) {
-      return refuse(req, Refusal::invalid_channel, invalid_channel_message(*channel));
+      return reply(refuse(req, Refusal::invalid_channel, invalid_channel_message(*channel)));
     }
     std::size_t limit = kDefaultHistoryLimit;
     if (const std::optional<std::string> text = query_param(req.query, "limit")) {
       const char* end = text->data() + text->size();
       auto [ptr, ec] = std::from_chars(text->data(), end, limit);
       if (text->empty() || ec != std::errc() || ptr != end || limit > kMaxHistoryLimit) {
-        return refuse(req, Refusal::invalid_request,
-                      "\"limit\" must be an integer from 0 to " + std::to_string(kMaxHistoryLimit));
+        return reply(refuse(req, Refusal::invalid_request,
+                            "\"limit\" must be an integer from 0 to " + std::to_string(kMaxHistoryLimit)));
       }
     }
-    const HistorySnapshot snap = channels.history(*channel, limit);
-    std::string body = "{\"offset\":";
-    append_json_uint(body, snap.position.offset);
-    body += ",\"epoch\":";
-    append_json_string(body, snap.position.epoch);
-    body += ",\"publications\":[";
-    bool first = true;
-    for (const ChannelPublication& p : snap.publications) {
-      body += first ? "{\"offset\":" : ",{\"offset\":";
-      first = false;
-      append_json_uint(body, p.offset);
-      body += ",\"data\":";
-      body += data_of_push(p.message);  // history keeps conduit.v1 pushes
-      body += "}";
-    }
-    body += "]}";
-    return ok(Endpoint::history, std::move(body));
+    channels.history_async(
+        *channel, limit,
+        [self = shared_from_this(), reply = std::move(reply), from = Origin(req)](const HistorySnapshot& snap) {
+          if (snap.position.epoch.empty()) {
+            return reply(self->refuse(from, Refusal::unavailable, "unavailable"));  // Redis not reachable
+          }
+          std::string body = "{\"offset\":";
+          append_json_uint(body, snap.position.offset);
+          body += ",\"epoch\":";
+          append_json_string(body, snap.position.epoch);
+          body += ",\"publications\":[";
+          bool first = true;
+          for (const ChannelPublication& p : snap.publications) {
+            body += first ? "{\"offset\":" : ",{\"offset\":";
+            first = false;
+            append_json_uint(body, p.offset);
+            body += ",\"data\":";
+            body += data_of_push(p.message);  // history keeps conduit.v1 pushes
+            body += "}";
+          }
+          body += "]}";
+          reply(self->ok(Endpoint::history, std::move(body)));
+        });
   }
 
   std::string invalid_channel_message(std::string_view channel) const {
@@ -238,7 +268,7 @@ HttpApi::~HttpApi() = default;
 void HttpApi::add_routes(Server& server) {
   if (state_->options.api_key.empty()) return;  // disabled: every API path is the server's 404
   auto route = [&](std::string path, std::string_view method, std::string_view allow,
-                   HttpResponse (State::*answer)(const HttpRequest&)) {
+                   void (State::*answer)(const HttpRequest&, HttpReply)) {
     HttpRoute r;
     r.method = "*";  // a wrong method gets the API's own JSON 405
     r.path = std::move(path);
@@ -247,7 +277,9 @@ void HttpApi::add_routes(Server& server) {
     r.check_head = [state = state_, method = std::string(method), allow = std::string(allow)](const HttpRequest& req) {
       return state->check_head(req, method, allow);
     };
-    r.handler = [state = state_, answer](const HttpRequest& req) { return ((*state).*answer)(req); };
+    r.async_handler = [state = state_, answer](const HttpRequest& req, HttpReply reply) {
+      ((*state).*answer)(req, std::move(reply));
+    };
     server.add_route(std::move(r));
   };
   route("/api/publish", "POST", "POST", &State::publish);

@@ -24,6 +24,8 @@ std::string_view default_message(ErrorCode code) noexcept {
       return "internal error";
     case ErrorCode::unavailable:
       return "unavailable";
+    case ErrorCode::outcome_unknown:
+      return "outcome unknown";
   }
   return "error";
 }

@@ -30,6 +30,7 @@ enum class ErrorCode : int {
   too_many_requests = 429,   // subscription limit or publish rate limit
   internal = 500,
   unavailable = 503,
+  outcome_unknown = 504,  // Redis engine: the publish's answer was lost with the connection
 };
 
 // The default message of each code ("bad request", "permission denied", ...).

@@ -17,6 +17,7 @@
 #include "pubsub/jwt.hpp"
 #include "pubsub/protocol.hpp"
 #include "pubsub/query_string.hpp"
+#include "server/connection.hpp"
 
 namespace conduit {
 
@@ -49,14 +50,14 @@ bool may(const std::optional<pubsub::ChannelGrants>& grants, bool publish, std::
 }
 
 // Codes counted in conduit_protocol_errors_total{code}.
-constexpr std::array<int, 7> counted_codes{400, 403, 404, 409, 429, 500, 503};
+constexpr std::array<int, 8> counted_codes{400, 403, 404, 409, 429, 500, 503, 504};
 
 }  // namespace
 
 struct ChannelService::Impl {
   Impl(Server& s, ChannelServiceOptions o)
       : options(std::move(o)),
-        channels(s, Channels::Options{options.channels, Channels::Format::conduit_v1}),
+        channels(s, Channels::Options{options.channels, Channels::Format::conduit_v1, options.redis}),
         verifier(options.jwt_secret, options.jwt_leeway),
         api(channels, pubsub::HttpApiOptions{options.api_key, options.api_max_body_bytes}) {}
 
@@ -305,6 +306,8 @@ void ChannelService::Impl::on_subscribe(Session& s, const pubsub::Request& r, Se
                            return reply_error(session, id, ErrorCode::bad_request, "invalid channel name");
                          case SubscribeStatus::not_open:
                            return;
+                         case SubscribeStatus::unavailable:
+                           return reply_error(session, id, ErrorCode::unavailable, "unavailable");
                        }
                        std::string out;
                        if (!with_since) {
@@ -338,18 +341,29 @@ void ChannelService::Impl::on_publish(Session& s, const pubsub::Request& r, Sess
     }
     st.tokens -= 1.0;
   }
-  const PublishResult res = channels.publish(r.channel, r.data);
-  if (res.status == PublishStatus::invalid_channel) {
-    reply_error(s, r.id, ErrorCode::bad_request, "invalid channel name");
-    return;
-  }
-  if (res.status == PublishStatus::unavailable) {
-    reply_error(s, r.id, ErrorCode::unavailable, "unavailable");
-    return;
-  }
-  std::string out;
-  pubsub::append_publish_result(out, r.id, res.position.offset, res.position.epoch);
-  s.send(out);
+  // The reply is sent from wherever the result comes (inline with local
+  // channels, the Redis client's thread with Redis): Session::send is
+  // thread-safe, and the connection is kept alive until then.
+  std::shared_ptr<Session> conn;
+  if (auto* c = dynamic_cast<server::Connection*>(&s)) conn = c->shared_from_this();
+  if (!conn) throw std::invalid_argument("conduit::ChannelService: not a session of a conduit::Server");
+  channels.publish_async(r.channel, r.data, MessageType::Text, nullptr,
+                         [this, conn, id = r.id](const PublishResult& res) {
+                           switch (res.status) {
+                             case PublishStatus::ok:
+                               break;
+                             case PublishStatus::invalid_channel:
+                               return reply_error(*conn, id, ErrorCode::bad_request, "invalid channel name");
+                             case PublishStatus::unavailable:
+                             case PublishStatus::failed:
+                               return reply_error(*conn, id, ErrorCode::unavailable, "unavailable");
+                             case PublishStatus::unknown:
+                               return reply_error(*conn, id, ErrorCode::outcome_unknown, "outcome unknown");
+                           }
+                           std::string out;
+                           pubsub::append_publish_result(out, id, res.position.offset, res.position.epoch);
+                           conn->send(out);
+                         });
 }
 
 void ChannelService::Impl::on_refresh(Session& s, const pubsub::Request& r, SessionState& st) {

@@ -328,6 +328,8 @@ struct Client::Impl {
         self.sub_phase = SubPhase::ready;
         self.check_up();
       }
+    } else if (k == "subscribe" && self.sub_phase == SubPhase::ready && self.events.on_subscribed) {
+      guarded([&] { self.events.on_subscribed(std::string(channel->str, channel->len)); });
     }
   }
 

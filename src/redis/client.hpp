@@ -132,6 +132,11 @@ struct Events {
   std::function<void(const std::string& reason)> on_disconnected;    // was connected, no longer is
   std::function<void(const std::string& reason)> on_connect_failed;  // one attempt failed
   std::function<void(const std::string& channel, const std::string& payload)> on_message;
+  // Redis confirmed a subscribe() made while connected: from here on every
+  // message published to channel is delivered. (Subscriptions made while not
+  // connected are confirmed by on_connected instead, which comes once every
+  // channel of the set is subscribed.)
+  std::function<void(const std::string& channel)> on_subscribed;
 };
 
 // Monotonic counters for metrics; read from any thread.

@@ -60,6 +60,10 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   Connection(Loop& loop, int fd, std::uint64_t id, std::string remote_address, bool metrics_only);
   ~Connection() override;
 
+  // Loop thread: the reply of a route's asynchronous handler (ignored unless
+  // the connection is still waiting for it).
+  void answer_route(const HttpResponse& response);
+
   // Session
   SendStatus send(std::string_view data, MessageType type) override;
   void close(std::uint16_t code, std::string_view reason) override;
@@ -135,6 +139,7 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool answer_head_check(const HttpRoute& route, const wire::UpgradeRequest& up, std::uint64_t body_len);
   void read_request_body(std::uint8_t* data, std::size_t len);
   void serve_route();
+  void send_route_response(const HttpResponse& r, bool head);
   void complete_upgrade(std::uint8_t* rest, std::size_t rest_len);
   void refuse(unsigned status, std::string_view reason, HandshakeFailure why, std::string_view extra_headers = {});
   void respond_and_close(std::string_view response);

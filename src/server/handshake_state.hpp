@@ -19,6 +19,8 @@ struct HandshakeState {
   const HttpRoute* route = nullptr;
   std::uint32_t header_len = 0;
   std::uint32_t body_len = 0;
+  // The route's asynchronous handler runs: input is ignored until its reply.
+  bool answer_pending = false;
 };
 
 }  // namespace conduit::server

@@ -37,6 +37,10 @@ void Server::add_close_hook(std::function<void(Session&)> hook) { impl_->core.ad
 void Server::add_metrics_source(std::function<void(std::string&)> append) {
   impl_->core.add_metrics_source(std::move(append));
 }
+
+void Server::add_readiness_check(std::function<std::string()> check) {
+  impl_->core.add_readiness_check(std::move(check));
+}
 unsigned Server::loop_count() const noexcept { return static_cast<unsigned>(impl_->core.loops().size()); }
 bool Server::post(unsigned loop_index, std::function<void()> fn) { return impl_->core.post(loop_index, std::move(fn)); }
 bool Server::post_to_all_loops(std::function<void(unsigned)> fn) {

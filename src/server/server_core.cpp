@@ -67,8 +67,12 @@ void ServerCore::add_builtin_routes() {
                                return HttpResponse{200, "text/plain", {}, "ok\n"};
                              }};
   conduit::HttpRoute readyz{"GET", "/readyz", PathMatch::Exact, [this](const HttpRequest&) {
-                              return draining() ? HttpResponse{503, "text/plain", {}, "draining\n"}
-                                                : HttpResponse{200, "text/plain", {}, "ready\n"};
+                              if (draining()) return HttpResponse{503, "text/plain", {}, "draining\n"};
+                              for (const auto& check : readiness_checks_) {
+                                std::string why = check();
+                                if (!why.empty()) return HttpResponse{503, "text/plain", {}, why + "\n"};
+                              }
+                              return HttpResponse{200, "text/plain", {}, "ready\n"};
                             }};
   conduit::HttpRoute metrics{"GET", "/metrics", PathMatch::Exact, [this](const HttpRequest&) {
                                return HttpResponse{200, "text/plain; version=0.0.4", {}, metrics_text()};
@@ -80,7 +84,7 @@ void ServerCore::add_builtin_routes() {
 
 void ServerCore::add_route(conduit::HttpRoute route) {
   if (started_.load()) throw std::logic_error("Server::add_route: routes must be added before start()");
-  if (!route.handler) throw std::invalid_argument("Server::add_route: a route needs a handler");
+  if (!route.handler && !route.async_handler) throw std::invalid_argument("Server::add_route: a route needs a handler");
   routes_.add(std::move(route));
 }
 
@@ -100,6 +104,11 @@ void ServerCore::add_close_hook(std::function<void(Session&)> hook) {
 void ServerCore::add_metrics_source(std::function<void(std::string&)> append) {
   if (started_.load()) throw std::logic_error("Server::add_metrics_source: sources must be added before start()");
   metrics_sources_.push_back(std::move(append));
+}
+
+void ServerCore::add_readiness_check(std::function<std::string()> check) {
+  if (started_.load()) throw std::logic_error("Server::add_readiness_check: checks must be added before start()");
+  readiness_checks_.push_back(std::move(check));
 }
 
 void ServerCore::count_labeled_refusal(std::string_view label) {

@@ -40,6 +40,7 @@ class ServerCore {
   void add_end_of_batch_hook(std::function<void(unsigned loop_index)> hook);
   void add_close_hook(std::function<void(Session&)> hook);
   void add_metrics_source(std::function<void(std::string&)> append);
+  void add_readiness_check(std::function<std::string()> check);
   const std::vector<std::function<void(Session&)>>& close_hooks() const noexcept { return close_hooks_; }
   // A refusal by the accept hook with its own label (any loop thread).
   void count_labeled_refusal(std::string_view label);
@@ -104,6 +105,7 @@ class ServerCore {
   std::int64_t sweep_ms_ = 1000;
   std::vector<std::function<void(Session&)>> close_hooks_;
   std::vector<std::function<void(std::string&)>> metrics_sources_;
+  std::vector<std::function<std::string()>> readiness_checks_;
   mutable std::mutex labeled_mutex_;  // refusals are rare: a lock is fine here
   std::map<std::string, std::uint64_t, std::less<>> labeled_refusals_;
 };

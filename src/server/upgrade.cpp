@@ -4,9 +4,11 @@
 #include "ops/log.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <boost/beast/http/basic_parser.hpp>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 
 #include "server/connection.hpp"
 #include "server/handshake_state.hpp"
@@ -374,6 +376,7 @@ bool Connection::answer_head_check(const HttpRoute& route, const wire::UpgradeRe
 
 void Connection::serve_route() {
   HandshakeState& h = *handshake_;
+  if (h.answer_pending) return;  // bytes after the body: ignored while the answer is on its way
   wire::UpgradeRequest& up = request_scratch();
   RequestHeadParser parser(up);
   parse_head(parser, std::string_view(h.buf).substr(0, h.header_len));  // parsed once already: cannot fail
@@ -381,22 +384,57 @@ void Connection::serve_route() {
   HttpRequest req = make_request(up, remote_address_, scratches);
   req.body = std::string_view(h.buf).substr(h.header_len);
   req.content_length = h.body_len;
-  std::string response;
-  const char* failure = nullptr;
-  try {
-    HttpResponse r = h.route->handler(req);
-    if (r.status < 100 || r.status > 599) {
-      failure = "handler returned an invalid status";
-    } else {
-      response = make_http_response(r);
-      if (response.empty()) failure = "handler returned a header with a line break";
+  const bool head = req.method == "HEAD";
+  if (h.route->async_handler) {
+    h.answer_pending = true;
+    // One answer only: the first call posts it to this loop, where
+    // answer_route() sends it if the connection still waits.
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    HttpReply reply = [answered, weak = weak_from_this(), core = &core(), loop = loop_index()](HttpResponse r) {
+      if (answered->exchange(true)) return;
+      core->post(loop, [weak, r = std::move(r)] {
+        if (auto c = weak.lock()) c->answer_route(r);
+      });
+    };
+    try {
+      h.route->async_handler(req, reply);
+    } catch (const std::exception& e) {
+      ops::logger().error("event=handler_exception id={} remote={} handler=http_route path={} what=\"{}\"", id_,
+                          remote_address_, req.path, e.what());
+      if (!answered->exchange(true)) send_route_response(HttpResponse{0, {}, {}, {}}, head);
+    } catch (...) {
+      if (!answered->exchange(true)) send_route_response(HttpResponse{0, {}, {}, {}}, head);
     }
+    return;
+  }
+  HttpResponse r{0, {}, {}, {}};  // status 0: answered 500 below
+  try {
+    r = h.route->handler(req);
   } catch (const std::exception& e) {
     ops::logger().error("event=handler_exception id={} remote={} handler=http_route path={} what=\"{}\"", id_,
                         remote_address_, req.path, e.what());
-    failure = "handler threw";
   } catch (...) {
-    failure = "handler threw";
+  }
+  send_route_response(r, head);
+}
+
+void Connection::answer_route(const HttpResponse& response) {
+  if (state_ != State::Handshake || !handshake_ || !handshake_->answer_pending) return;
+  // The method decides whether the body goes out; the head is still in buf.
+  const bool head = std::string_view(handshake_->buf).starts_with("HEAD ");
+  send_route_response(response, head);
+}
+
+// Sends a handler's response, or 500 when it is not a valid one (status 0
+// stands for "the handler threw").
+void Connection::send_route_response(const HttpResponse& r, bool head) {
+  std::string response;
+  const char* failure = nullptr;
+  if (r.status < 100 || r.status > 599) {
+    failure = r.status == 0 ? "handler threw" : "handler returned an invalid status";
+  } else {
+    response = make_http_response(r);
+    if (response.empty()) failure = "handler returned a header with a line break";
   }
   if (failure) {
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
@@ -407,7 +445,7 @@ void Connection::serve_route() {
     respond_and_close(wire::make_error_response(500, "internal error"));
     return;
   }
-  if (req.method == "HEAD") response.erase(response.find("\r\n\r\n") + 4);  // same head, no body
+  if (head) response.erase(response.find("\r\n\r\n") + 4);  // same head, no body
   respond_and_close(response);
 }
 

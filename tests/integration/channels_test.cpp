@@ -26,7 +26,8 @@ namespace {
 
 // A conduit.v1 server on two loops.
 struct Service {
-  explicit Service(conduit::ChannelServiceOptions opts = {}, unsigned loops = 2) {
+  Service() : Service(conduit::ChannelServiceOptions()) {}
+  explicit Service(conduit::ChannelServiceOptions opts, unsigned loops = 2) {
     conduit::ServerHandlers h;
     h.on_upgrade = [this](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
     h.on_open = [this](conduit::Session& s) { service->on_open(s); };

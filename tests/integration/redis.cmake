@@ -25,3 +25,15 @@ conduit_redis_test(auth       "RedisClient.AuthenticatesWithThePasswordOfTheUrl:
 conduit_redis_test(pubsub     "RedisClient.PubSubDeliversInOrderAndUnsubscribeStopsDelivery:RedisClient.SubscribeBeforeStartAppliesOnTheFirstConnection" 120 integration mt)
 conduit_redis_test(outage     "RedisClient.SurvivesRedisKilledAndRestartedAndResubscribes:RedisClient.LosingThePubSubConnectionReconnectsThePair:RedisClient.SubscriptionChangesDuringAnOutageApplyOnReconnect:RedisClient.AnOutageLogsEachTransitionOnce:RedisClient.ConnectTimeoutWhenRedisDoesNotAnswer" 180 integration mt)
 conduit_redis_test(stop       "RedisClient.StopWhileDisconnectedReturnsPromptly:RedisClient.StopAnswersEveryPendingCommand:RedisClient.CommandsBeyondMaxPendingAreRefusedAtOnce" 120 integration mt)
+
+# conduit::Channels with the Redis engine: two in-process nodes sharing channels
+# through a real redis-server (cross-node order, recovery on either node while
+# publishing, Redis lost and back, a node started before Redis).
+add_executable(conduit_channels_redis_tests ${CMAKE_CURRENT_LIST_DIR}/channels_redis_test.cpp)
+target_include_directories(conduit_channels_redis_tests PRIVATE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(conduit_channels_redis_tests PRIVATE conduit PkgConfig::HIREDIS GTest::gtest GTest::gtest_main)
+target_compile_options(conduit_channels_redis_tests PRIVATE ${CONDUIT_WARNINGS})
+target_compile_definitions(conduit_channels_redis_tests PRIVATE
+  CONDUIT_TEST_REDIS_SERVER="${CONDUIT_REDIS_SERVER}")
+add_test(NAME redis.channels COMMAND conduit_channels_redis_tests)
+set_tests_properties(redis.channels PROPERTIES LABELS "integration;mt" TIMEOUT 240)
