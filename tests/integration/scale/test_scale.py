@@ -30,12 +30,12 @@ class Cluster(unittest.TestCase):
 
     persistent = False
 
-    def start_cluster(self, with_nginx=False):
+    def start_cluster(self, with_nginx=False, sets=None):
         self.redis = Redis(persistent=self.persistent).start()
         self.addCleanup(self.redis.close)
-        self.a = node(self.redis.url).start()
+        self.a = node(self.redis.url, sets).start()
         self.addCleanup(self.a.stop)
-        self.b = node(self.redis.url).start()
+        self.b = node(self.redis.url, sets).start()
         self.addCleanup(self.b.stop)
         for n in (self.a, self.b):
             wait_until(lambda: readyz(n.port) == (200, "ready"), scalelib.RECONNECT_TIMEOUT,
@@ -377,10 +377,14 @@ class RedisOutageWithoutPersistence(RedisOutage):
                 datas = [p["data"] for p in got]
                 for d in refused:
                     self.assertNotIn(d, datas)
-                # Before the marker: what was acknowledged before the kill, in order, once.
+                # Before the marker: a prefix of what was published before the kill, in order, once.
+                # Not necessarily all of it: a publication Redis acknowledged but had not yet sent to
+                # this node when it died is gone with Redis's data, which is the gap the
+                # recovery_failed push announces.
                 head = [p["data"] for p in s.pushes[:marker] if "data" in p]
-                self.assertEqual(head[:5 + len(acked)], [f"pre-{i}" for i in range(1, 6)] + acked)
-                self.assertLessEqual(len(head), 5 + len(acked) + len(unknown))
+                sent = [f"pre-{i}" for i in range(1, 6)] + acked + unknown
+                self.assertEqual(head, sent[:len(head)])
+                self.assertGreaterEqual(len(head), 5)
             # A client that comes back with a position of the lost epoch is told it cannot recover.
             late = await Peer.open(self.a.port)
             r = await late.subscribe(ch, since={"offset": 5, "epoch": epoch})
@@ -398,18 +402,21 @@ class SlowNode(Cluster):
     "Sizing")."""
 
     def test_redis_disconnects_a_stalled_node_which_then_resyncs_its_subscribers(self):
-        self.start_cluster()
+        # The subscriber's send queue holds the whole burst B delivers once it runs again (the test
+        # is about the node and Redis, not about a slow client).
+        self.start_cluster(sets={"limits.send_queue_bytes": "256MiB", "channels.history_size": 2000})
         ch, chunk = "slow", "x" * 32000
         self.redis.command_reply("CONFIG", "SET", "client-output-buffer-limit", "pubsub 1048576 0 0")
 
         def pubsub_clients():
+            # Connections subscribed to something: only B's, since only B has a subscriber.
             text = self.redis.command_reply("CLIENT", "LIST", "TYPE", "pubsub").decode()
             return len([line for line in text.splitlines() if line.strip()])
 
         async def go():
             sub = await Peer.open(self.b.port)
             epoch = (await sub.subscribe(ch))["result"]["epoch"]
-            await async_wait_until(lambda: pubsub_clients() == 2, T, "both nodes' pub/sub connections")
+            await async_wait_until(lambda: pubsub_clients() == 1, T, "node B's subscription in Redis")
             disconnects = metric(self.b.port, scalelib.M_DISCONNECTS)
             resyncs = metric(self.b.port, M_RESYNCS, result="recovered")
             self.b.proc.send_signal(signal.SIGSTOP)
@@ -417,7 +424,7 @@ class SlowNode(Cluster):
                 # Publish on A until Redis drops B's subscription (what it cannot send B piles up in
                 # B's output buffer, limited to 1 MB here), at most 1,500 publications.
                 published = 0
-                while pubsub_clients() == 2:
+                while pubsub_clients() == 1:
                     self.assertLess(published, 1500, "Redis never disconnected the stalled node")
                     published += 1
                     self.assertEqual(self.publish_http(self.a.port, ch, {"i": published, "pad": chunk}),
