@@ -19,6 +19,7 @@
 
 #include "cli_common.hpp"
 #include "conduit/channel_client.hpp"
+#include "conduit/json_string.hpp"
 #include "conduit/signals.hpp"
 #include "conduit/token.hpp"
 
@@ -56,24 +57,6 @@ std::string url_with_token(const std::string& url, const std::string& token) {
     }
   }
   return out;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(ch));
-    } else if (ch < 0x20) {
-      out += "\\u00";
-      out.push_back(hex[ch >> 4]);
-      out.push_back(hex[ch & 0xF]);
-    } else {
-      out.push_back(static_cast<char>(ch));
-    }
-  }
-  out.push_back('"');
 }
 
 std::string position_json(const StreamPosition& p) {
