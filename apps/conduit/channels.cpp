@@ -19,6 +19,7 @@
 
 #include "cli_common.hpp"
 #include "conduit/channel_client.hpp"
+#include "conduit/json_string.hpp"
 #include "conduit/signals.hpp"
 #include "conduit/token.hpp"
 
@@ -58,24 +59,6 @@ std::string url_with_token(const std::string& url, const std::string& token) {
   return out;
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(ch));
-    } else if (ch < 0x20) {
-      out += "\\u00";
-      out.push_back(hex[ch >> 4]);
-      out.push_back(hex[ch & 0xF]);
-    } else {
-      out.push_back(static_cast<char>(ch));
-    }
-  }
-  out.push_back('"');
-}
-
 std::string position_json(const StreamPosition& p) {
   std::string out = "{\"offset\":" + std::to_string(p.offset) + ",\"epoch\":";
   append_json_string(out, p.epoch);
@@ -83,28 +66,35 @@ std::string position_json(const StreamPosition& p) {
   return out;
 }
 
-std::mutex output_mutex;
-
-void print_line(const std::string& line) {
-  std::lock_guard lock(output_mutex);
-  std::fwrite(line.data(), 1, line.size(), stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
+// Handlers that report on stderr what `sub` and `pub` both report: a failed
+// connection attempt, and an error reply no request is waiting for.
+ChannelClientHandlers reporting_handlers() {
+  ChannelClientHandlers h;
+  h.connection.on_error = [](const ClientFailure& f) { log_failure(f); };
+  h.on_error = [](const ChannelReplyError& e) {
+    log_line("conduit: server error %d: %s\n", e.code, e.message.c_str());
+  };
+  return h;
 }
 
-// printf-style, checked by the compiler like printf.
-[[gnu::format(printf, 1, 2)]] void log_line(const char* format, ...) {
-  std::lock_guard lock(output_mutex);
-  va_list args;
-  va_start(args, format);
-  std::vfprintf(stderr, format, args);
-  va_end(args);
+// Client options with the TLS flags applied.
+ClientOptions channel_options(const ChannelFlags& f) {
+  ClientOptions options;
+  options.ca_file = f.ca_file;
+  options.insecure = f.insecure;
+  return options;
 }
 
-// A 4xx refusal of the upgrade (other than 429) cannot succeed on retry.
-bool is_final_refusal(const ClientFailure& f) {
-  return f.code == ClientError::handshake_rejected && f.http_status >= 400 && f.http_status < 500 &&
-         f.http_status != 429;
+// The client of the URL with --token in its query, or null after printing why
+// the URL cannot be used.
+std::unique_ptr<ChannelClient> make_channel_client(const ChannelFlags& f, const ClientOptions& options,
+                                                   ChannelClientHandlers handlers) {
+  try {
+    return std::make_unique<ChannelClient>(url_with_token(f.url, f.token), options, std::move(handlers));
+  } catch (const std::system_error& e) {
+    std::fprintf(stderr, "conduit: %s: %s\n", f.url.c_str(), e.code().message().c_str());
+    return nullptr;
+  }
 }
 
 // ---- sub -------------------------------------------------------------------------
@@ -120,7 +110,7 @@ struct SubSettings {
 };
 
 int run_sub(const SubSettings& s) {
-  ClientOptions options;
+  ClientOptions options = channel_options(s.flags);
   auto initial = parse_duration(s.reconnect_initial);
   auto max = parse_duration(s.reconnect_max);
   if (!initial || !max) {
@@ -130,8 +120,6 @@ int run_sub(const SubSettings& s) {
   options.reconnect.initial_delay = *initial;
   options.reconnect.max_delay = *max;
   options.reconnect.max_attempts = s.max_attempts;
-  options.ca_file = s.flags.ca_file;
-  options.insecure = s.flags.insecure;
 
   // Set before any thread starts (see conduit/signals.hpp); the callback
   // closes the client, which ends wait() below.
@@ -149,7 +137,7 @@ int run_sub(const SubSettings& s) {
   };
   ShutdownOnSignal shutdown([&](int) { finish(exit_code::ok); });
 
-  ChannelClientHandlers handlers;
+  ChannelClientHandlers handlers = reporting_handlers();
   handlers.connection.on_open = [&](const std::string&) {
     {
       std::lock_guard lock(outcome_mu);
@@ -157,36 +145,18 @@ int run_sub(const SubSettings& s) {
     }
     log_line("conduit: open\n");
   };
-  handlers.connection.on_close = [](std::uint16_t code, std::string_view reason, bool by_server) {
-    log_line("conduit: closed %u%s%.*s%s\n", code, reason.empty() ? "" : " ", static_cast<int>(reason.size()),
-             reason.data(), by_server ? " (by server)" : "");
-  };
+  handlers.connection.on_close = log_closed;
   handlers.connection.on_error = [&](const ClientFailure& f) {
-    log_line("conduit: error: %s\n", f.message().c_str());
-    if (!f.http_body.empty()) log_line("conduit: response body: %s\n", f.http_body.c_str());
+    log_failure(f);
     if (is_final_refusal(f)) {
       log_line("conduit: HTTP %u is final: not retrying\n", f.http_status);
       finish(exit_code::connect_failed);
     }
   };
-  handlers.connection.on_state = [](const ClientStateEvent& e) {
-    if (e.state == ClientState::Reconnecting) {
-      log_line("conduit: reconnecting in %lld ms (attempt %u)\n", static_cast<long long>(e.delay.count()), e.attempt);
-    } else if (e.state == ClientState::Connecting) {
-      log_line("conduit: connecting\n");
-    }
-  };
-  handlers.on_error = [](const ChannelReplyError& e) {
-    log_line("conduit: server error %d: %s\n", e.code, e.message.c_str());
-  };
+  handlers.connection.on_state = log_connecting;
 
-  std::unique_ptr<ChannelClient> client;
-  try {
-    client = std::make_unique<ChannelClient>(url_with_token(s.flags.url, s.flags.token), options, std::move(handlers));
-  } catch (const std::system_error& e) {
-    std::fprintf(stderr, "conduit: %s: %s\n", s.flags.url.c_str(), e.code().message().c_str());
-    return exit_code::usage;
-  }
+  std::unique_ptr<ChannelClient> client = make_channel_client(s.flags, options, std::move(handlers));
+  if (!client) return exit_code::usage;
   client_ptr.store(client.get());
 
   std::atomic<std::uint64_t> printed{0};
@@ -314,35 +284,21 @@ int run_pub(const PubSettings& s) {
     return exit_code::usage;
   }
 
-  ClientOptions options;
+  ClientOptions options = channel_options(s.flags);
   options.reconnect.enabled = false;
-  options.ca_file = s.flags.ca_file;
-  options.insecure = s.flags.insecure;
   options.offline_queue_bytes = std::max(options.offline_queue_bytes, data->size() + s.channel.size() + 256);
   options.send_queue_bytes = std::max(options.send_queue_bytes, options.offline_queue_bytes);
   std::mutex mu;
   int outcome = -1;
   bool ever_opened = false;
   std::atomic<ChannelClient*> client_ptr{nullptr};
-  ChannelClientHandlers handlers;
+  ChannelClientHandlers handlers = reporting_handlers();
   handlers.connection.on_open = [&](const std::string&) {
     std::lock_guard lock(mu);
     ever_opened = true;
   };
-  handlers.connection.on_error = [](const ClientFailure& f) {
-    log_line("conduit: error: %s\n", f.message().c_str());
-    if (!f.http_body.empty()) log_line("conduit: response body: %s\n", f.http_body.c_str());
-  };
-  handlers.on_error = [](const ChannelReplyError& e) {
-    log_line("conduit: server error %d: %s\n", e.code, e.message.c_str());
-  };
-  std::unique_ptr<ChannelClient> client;
-  try {
-    client = std::make_unique<ChannelClient>(url_with_token(s.flags.url, s.flags.token), options, std::move(handlers));
-  } catch (const std::system_error& e) {
-    std::fprintf(stderr, "conduit: %s: %s\n", s.flags.url.c_str(), e.code().message().c_str());
-    return exit_code::usage;
-  }
+  std::unique_ptr<ChannelClient> client = make_channel_client(s.flags, options, std::move(handlers));
+  if (!client) return exit_code::usage;
   client_ptr.store(client.get());
   auto done = [&](const ChannelPublishResult& r) {
     int status = exit_code::ok;
@@ -436,14 +392,6 @@ int run_token(const TokenSettings& s) {
     return exit_code::usage;
   }
   return exit_code::ok;
-}
-
-CLI::Option* add_repeatable(CLI::App* cmd, const std::string& name, std::vector<std::string>& into,
-                            const std::string& help) {
-  return cmd->add_option(name, into, help)
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 }  // namespace

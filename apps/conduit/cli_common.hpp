@@ -2,11 +2,13 @@
 #pragma once
 #include <CLI/CLI.hpp>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 
+#include "conduit/client.hpp"
 #include "conduit/config.hpp"
 
 namespace conduit::cli {
@@ -49,6 +51,57 @@ inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view 
 
 // What to print after "bad duration 'X'".
 inline constexpr const char* duration_help = "use a number and a unit: ms, s, m or h, e.g. 250ms, 1.5s, 25s, 1m";
+
+// A repeatable option takes exactly one value per occurrence. CLI11 lets a
+// vector option keep taking the words that follow it (the URL, the message)
+// unless extra arguments are disallowed explicitly.
+CLI::Option* add_repeatable(CLI::App* cmd, const std::string& name, std::vector<std::string>& into,
+                            const std::string& help);
+
+// ---- output -------------------------------------------------------------------
+// Lines on stdout (the command's results) and on stderr (what happened) go out
+// whole under one mutex, so lines from the client's thread and the main thread
+// never interleave.
+
+// Writes `line` and a newline on stdout, flushed.
+void print_line(std::string_view line);
+
+// Writes `length` bytes on stdout as they are, flushed.
+void print_bytes(const char* data, std::size_t length);
+
+// printf-style on stderr, checked by the compiler like printf.
+[[gnu::format(printf, 1, 2)]] void log_line(const char* format, ...);
+
+// The reports `connect`, `sub` and `pub` share, on stderr:
+// "conduit: error: ..." and the refusal's response body, if any.
+void log_failure(const ClientFailure& f);
+// "conduit: closed CODE [REASON] [(by server)]".
+void log_closed(std::uint16_t code, std::string_view reason, bool by_server);
+// "conduit: connecting" and "conduit: reconnecting in N ms (attempt K)"; other
+// states print nothing here.
+void log_connecting(const ClientStateEvent& e);
+
+// A 4xx answer (other than 429 Too Many Requests) says the request itself is
+// wrong (bad path, missing credentials, forbidden origin): repeating it
+// unchanged cannot succeed, so the run stops instead of retrying forever.
+bool is_final_refusal(const ClientFailure& f);
+
+// Ends the process at once. `connect`'s stdin reader may be blocked in
+// getline: _exit avoids joining it and skips static destructors that could
+// race with it.
+[[noreturn]] void exit_now(int status);
+
+// ---- commands -----------------------------------------------------------------
+// Each add_*_command adds its subcommands to `app`; the returned function runs
+// the selected one and returns the exit status (or ends the process), or
+// returns -1 when none of its subcommands was selected. main() adds them in the
+// order `conduit --help` lists them.
+
+// Adds `connect` (stay connected: print messages, send stdin lines).
+std::function<int()> add_connect_command(CLI::App& app);
+
+// Adds `send` (send one message, print the next N received).
+std::function<int()> add_send_command(CLI::App& app);
 
 // Adds `bench` (echo load) and `bench fanout`; the returned function runs the
 // selected one and returns the exit status, or -1 when bench was not selected.

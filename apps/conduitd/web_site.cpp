@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "conduit/json_string.hpp"
+
 namespace conduitd {
 namespace {
 
@@ -53,25 +55,6 @@ bool matches_if_none_match(std::string_view header, std::string_view etag) {
 
 bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      char buf[8];
-      static constexpr char digits[] = "0123456789abcdef";
-      buf[0] = '\\', buf[1] = 'u', buf[2] = '0', buf[3] = '0', buf[4] = digits[u >> 4], buf[5] = digits[u & 0xf];
-      out.append(buf, 6);
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
 }
 
 // One sample line of the Prometheus text format: NAME[{L="V",...}] VALUE [TS].
@@ -161,16 +144,16 @@ std::string metrics_json(std::string_view text) {
     out += "{\"labels\":{";
     for (std::size_t i = 0; i < s.labels.size(); ++i) {
       if (i) out += ',';
-      append_json_string(out, s.labels[i].first);
+      conduit::append_json_string(out, s.labels[i].first);
       out += ':';
-      append_json_string(out, s.labels[i].second);
+      conduit::append_json_string(out, s.labels[i].second);
     }
     out += "},\"value\":" + s.value + "}";
   }
   std::string json = "{\"metrics\":{";
   for (std::size_t i = 0; i < order.size(); ++i) {
     if (i) json += ',';
-    append_json_string(json, order[i]);
+    conduit::append_json_string(json, order[i]);
     json += ":[" + families.find(order[i])->second + "]";
   }
   json += "}}";

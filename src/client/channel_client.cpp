@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "client/json_check.hpp"
+#include "conduit/json_string.hpp"
 
 namespace conduit {
 
@@ -99,7 +100,6 @@ struct Frame {
 };
 
 namespace od = simdjson::ondemand;
-using client_detail::append_json_string;
 
 // The JSON text of a value of any type, exactly as sent (trailing whitespace
 // of a scalar token excluded).

@@ -17,6 +17,7 @@
 #include "client/json_check.hpp"
 #include "client/url.hpp"
 #include "conduit/channel_client.hpp"
+#include "conduit/json_string.hpp"
 
 namespace conduit {
 
@@ -25,7 +26,6 @@ namespace {
 namespace asio = boost::asio;
 namespace ssl = boost::asio::ssl;
 namespace http = boost::beast::http;
-using client_detail::append_json_string;
 using tcp = asio::ip::tcp;
 
 std::error_code transport_code(const boost::system::error_code& ec) {

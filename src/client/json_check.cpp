@@ -132,22 +132,4 @@ bool is_json_value(std::string_view text) noexcept {
   return simdjson::validate_utf8(text.data(), text.size()) && Checker(text).document();
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (unsigned char ch : s) {
-    if (ch == '"' || ch == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(ch));
-    } else if (ch < 0x20) {
-      out += "\\u00";
-      out.push_back(hex[ch >> 4]);
-      out.push_back(hex[ch & 0xF]);
-    } else {
-      out.push_back(static_cast<char>(ch));
-    }
-  }
-  out.push_back('"');
-}
-
 }  // namespace conduit::client_detail

@@ -3,7 +3,6 @@
 // integers beyond 64 bits and large exponents are valid JSON, and the server
 // passes them through unchanged, so the client must not refuse them either.
 #pragma once
-#include <string>
 #include <string_view>
 
 namespace conduit::client_detail {
@@ -12,9 +11,5 @@ namespace conduit::client_detail {
 // whitespace, nested at most 512 levels (deeper is refused here rather than
 // risking the stack; the server's own limit is lower and answered by id).
 bool is_json_value(std::string_view text) noexcept;
-
-// Appends s as a JSON string literal (quotes, backslashes and control bytes
-// escaped; other bytes as they are).
-void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace conduit::client_detail

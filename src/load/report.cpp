@@ -2,31 +2,16 @@
 // (null for what was not measured).
 #include <fmt/format.h>
 
+#include "conduit/json_string.hpp"
 #include "conduit_load/load.hpp"
 
 namespace conduit::load {
 namespace {
 
-std::string json_escape(std::string_view s) {
+// A JSON string literal of s (quoted and escaped).
+std::string json_string(std::string_view s) {
   std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(ch) < 0x20)
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(ch)));
-        else
-          out += ch;
-    }
-  }
+  append_json_string(out, s);
   return out;
 }
 
@@ -170,11 +155,11 @@ std::string format_report(const FanoutLoadReport& r) {
 
 std::string to_json(const EchoLoadReport& r) {
   return fmt::format(
-      R"({{"scenario":"echo","error":"{}","error_detail":"{}","connections":{},"connect_failures":{},)"
+      R"({{"scenario":"echo","error":"{}","error_detail":{},"connections":{},"connect_failures":{},)"
       R"("seconds":{},"messages":{},"messages_per_second":{},"bytes":{},"latency":{},"mismatches":{},)"
       R"("protocol_errors":{},"closed_early":{},"rate_misses":{},"close_codes":{},"server_cpu_seconds":{},)"
       R"("messages_per_server_cpu_second":{}}})",
-      to_string(r.error), json_escape(r.error_detail), r.connections, r.connect_failures, json_number(r.seconds, 4),
+      to_string(r.error), json_string(r.error_detail), r.connections, r.connect_failures, json_number(r.seconds, 4),
       r.messages, json_number(r.messages_per_second, 1), r.bytes, json_latency(r.latency), r.mismatches,
       r.protocol_errors, r.closed_early, r.rate_misses, json_close_codes(r.close_codes),
       json_number(r.server_cpu_seconds, 3), json_number(r.messages_per_server_cpu_second, 1));
@@ -182,12 +167,12 @@ std::string to_json(const EchoLoadReport& r) {
 
 std::string to_json(const FanoutLoadReport& r) {
   return fmt::format(
-      R"({{"scenario":"fanout","error":"{}","error_detail":"{}","subscribers":{},"connect_failures":{},)"
+      R"({{"scenario":"fanout","error":"{}","error_detail":{},"subscribers":{},"connect_failures":{},)"
       R"("messages_published":{},"deliveries":{},"expected_deliveries":{},"seconds":{},)"
       R"("deliveries_per_second":{},"latency":{},"gaps":{},"out_of_order":{},"corrupt":{},"protocol_errors":{},)"
       R"("closed_early":{},"publisher_echoes":{},"close_codes":{},"server_cpu_seconds":{},)"
       R"("deliveries_per_server_cpu_second":{},"processes":{},"publish_latency":{},"publish_errors":{}}})",
-      to_string(r.error), json_escape(r.error_detail), r.subscribers, r.connect_failures, r.messages_published,
+      to_string(r.error), json_string(r.error_detail), r.subscribers, r.connect_failures, r.messages_published,
       r.deliveries, r.expected_deliveries, json_number(r.seconds, 4), json_number(r.deliveries_per_second, 1),
       json_latency(r.latency), r.gaps, r.out_of_order, r.corrupt, r.protocol_errors, r.closed_early, r.publisher_echoes,
       json_close_codes(r.close_codes), json_number(r.server_cpu_seconds, 3),
@@ -196,9 +181,9 @@ std::string to_json(const FanoutLoadReport& r) {
 }
 
 std::string to_json(const IdleLoadReport& r) {
-  return fmt::format(R"({{"scenario":"idle","error":"{}","error_detail":"{}","connections":{},"connect_failures":{},)"
+  return fmt::format(R"({{"scenario":"idle","error":"{}","error_detail":{},"connections":{},"connect_failures":{},)"
                      R"("connect_seconds":{:.3f},"close_codes":{}}})",
-                     to_string(r.error), json_escape(r.error_detail), r.connections, r.connect_failures,
+                     to_string(r.error), json_string(r.error_detail), r.connections, r.connect_failures,
                      r.connect_seconds, json_close_codes(r.close_codes));
 }
 
@@ -226,9 +211,9 @@ std::string format_report(const UpgradeLoadReport& r) {
 
 std::string to_json(const UpgradeLoadReport& r) {
   return fmt::format(
-      R"({{"scenario":"upgrades","error":"{}","error_detail":"{}","seconds":{},"upgrades":{},"failures":{},)"
+      R"({{"scenario":"upgrades","error":"{}","error_detail":{},"seconds":{},"upgrades":{},"failures":{},)"
       R"("upgrades_per_second":{},"server_cpu_seconds":{},"upgrades_per_server_cpu_second":{}}})",
-      to_string(r.error), json_escape(r.error_detail), json_number(r.seconds, 4), r.upgrades, r.failures,
+      to_string(r.error), json_string(r.error_detail), json_number(r.seconds, 4), r.upgrades, r.failures,
       json_number(r.upgrades_per_second, 1), json_number(r.server_cpu_seconds, 3),
       json_number(r.upgrades_per_server_cpu_second, 1));
 }

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "conduit/json_string.hpp"
 #include "conduit/log.hpp"
 
 namespace conduit {
@@ -73,36 +74,6 @@ void append_timestamp(const spdlog::details::log_msg& msg, Buffer& out) {
   append(out, std::string_view(ts, static_cast<std::size_t>(n)));
 }
 
-void json_escape(std::string_view in, Buffer& out) {
-  for (char c : in) {
-    switch (c) {
-      case '"':
-        append(out, "\\\"");
-        break;
-      case '\\':
-        append(out, "\\\\");
-        break;
-      case '\n':
-        append(out, "\\n");
-        break;
-      case '\r':
-        append(out, "\\r");
-        break;
-      case '\t':
-        append(out, "\\t");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(static_cast<unsigned char>(c)));
-          append(out, buf);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-}
-
 // A JSON number as RFC 8259 writes one: -?(0|[1-9][0-9]*)(.[0-9]+)?. Anything
 // else (an address, "007", "1e3") stays a string, so a field never changes type
 // because of how its value happens to look.
@@ -152,15 +123,13 @@ bool append_pairs(std::string_view text, Buffer& dest) {
     } else {
       while (j < text.size() && text[j] != ' ') value.push_back(text[j++]);
     }
-    append(fields, ",\"");
-    json_escape(key, fields);
-    append(fields, "\":");
+    fields.push_back(',');
+    append_json_string(fields, key);
+    fields.push_back(':');
     if (!quoted && is_json_number(value)) {
       append(fields, value);
     } else {
-      fields.push_back('"');
-      json_escape(value, fields);
-      fields.push_back('"');
+      append_json_string(fields, value);
     }
     any = true;
     i = j;
@@ -191,9 +160,8 @@ class LineFormatter final : public spdlog::formatter {
     append(dest, level);
     dest.push_back('"');
     if (!append_pairs(text, dest)) {
-      append(dest, ",\"msg\":\"");
-      json_escape(text, dest);
-      dest.push_back('"');
+      append(dest, ",\"msg\":");
+      append_json_string(dest, text);
     }
     append(dest, "}\n");
   }

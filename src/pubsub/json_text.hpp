@@ -5,14 +5,12 @@
 #pragma once
 #include <cstdint>
 #include <string>
-#include <string_view>
+
+// append_json_string: the one JSON string escaper, shared with the client,
+// logging and the CLI.
+#include "conduit/json_string.hpp"
 
 namespace conduit::pubsub {
-
-// Appends `text` as a JSON string literal: quotes, backslash and control
-// characters escaped (RFC 8259 §7), everything else copied byte for byte.
-// Input is expected to be UTF-8; bytes are not re-validated here.
-void append_json_string(std::string& out, std::string_view text);
 
 // Appends an unsigned integer in decimal (JSON number).
 void append_json_uint(std::string& out, std::uint64_t value);

@@ -277,42 +277,66 @@ std::optional<Op> op_named(std::string_view key) noexcept {
   return std::nullopt;
 }
 
+// A refused request: bad_request with the failure's message, carrying the
+// request's id unless the frame was not JSON (then no id can be trusted).
+ParsedRequest refused(Failure f, std::optional<std::uint64_t> id = std::nullopt) {
+  ParsedRequest out;
+  out.error.code = ErrorCode::bad_request;
+  out.error.message = std::move(f.message);
+  if (!f.invalid_json) out.error.id = id;
+  return out;
+}
+
+// Only allocation failure can end a parse with an exception (simdjson is used
+// through its error-code API); it is answered as an internal error.
+ParsedRequest internal_error() {
+  ParsedRequest out;
+  out.error.code = ErrorCode::internal;
+  out.error.message = std::string(default_message(ErrorCode::internal));
+  return out;
+}
+
+// current_location() reports OUT_OF_BOUNDS exactly when the whole input has
+// been consumed: nothing but whitespace follows the value.
+bool consumed_whole_input(od::document& doc) {
+  const char* rest = nullptr;
+  return doc.current_location().get(rest) == simdjson::OUT_OF_BOUNDS;
+}
+
 }  // namespace
 
 struct RequestParser::Impl {
   od::parser parser;
   std::string buffer;  // the request text followed by simdjson's padding
 
-  ParsedRequest parse(std::string_view text) {
+  // Starts reading `text` as one JSON document into `doc`: the failure when it
+  // is not JSON, or is JSON but not an object (`not_an_object` says so).
+  std::optional<Failure> open_object(std::string_view text, std::string_view not_an_object, od::document& doc) {
     buffer.assign(text);
     buffer.resize(text.size() + simdjson::SIMDJSON_PADDING, '\0');
+    if (parser.iterate(simdjson::padded_string_view(buffer.data(), text.size(), buffer.size())).get(doc)) {
+      return not_json();
+    }
+    od::json_type type;
+    if (doc.type().get(type)) return not_json();
+    if (type != od::json_type::object) return bad(std::string(not_an_object));
+    return std::nullopt;
+  }
+
+  ParsedRequest parse(std::string_view text) {
+    od::document doc;
+    if (auto f = open_object(text, "a request must be a JSON object", doc)) return refused(std::move(*f));
     Request request;
     std::optional<std::uint64_t> id;
     bool id_seen = false, op_seen = false;
     std::optional<Failure> failure;
-
-    auto fail = [&](Failure f) {
-      ParsedRequest out;
-      out.error.code = ErrorCode::bad_request;
-      out.error.message = std::move(f.message);
-      if (!f.invalid_json) out.error.id = id;
-      return out;
-    };
-
-    od::document doc;
-    if (parser.iterate(simdjson::padded_string_view(buffer.data(), text.size(), buffer.size())).get(doc)) {
-      return fail(not_json());
-    }
-    od::json_type type;
-    if (doc.type().get(type)) return fail(not_json());
-    if (type != od::json_type::object) return fail(bad("a request must be a JSON object"));
     od::object root;
-    if (doc.get_object().get(root)) return fail(not_json());
+    if (doc.get_object().get(root)) return refused(not_json());
     for (auto field_result : root) {
       od::field field;
-      if (std::move(field_result).get(field)) return fail(not_json());
+      if (std::move(field_result).get(field)) return refused(not_json());
       std::string_view key;
-      if (field.unescaped_key().get(key)) return fail(not_json());
+      if (field.unescaped_key().get(key)) return refused(not_json());
       if (key == "id") {
         if (id_seen) {
           if (!failure) failure = bad("duplicate field \"id\"");
@@ -321,7 +345,8 @@ struct RequestParser::Impl {
         id_seen = true;
         std::uint64_t value = 0;
         od::value v = field.value();
-        if (v.type().get(type)) return fail(not_json());
+        od::json_type type;
+        if (v.type().get(type)) return refused(not_json());
         if (type == od::json_type::number && !v.get_uint64().get(value) && value > 0) {
           id = value;
         } else if (!failure) {
@@ -345,17 +370,14 @@ struct RequestParser::Impl {
       request.op = *op;
       OpBodyReader reader(doc, *op, request);
       if (auto f = reader.read(field.value())) {
-        if (f->invalid_json) return fail(std::move(*f));
+        if (f->invalid_json) return refused(std::move(*f));
         failure = std::move(*f);
       }
     }
-    // current_location() reports OUT_OF_BOUNDS exactly when the whole input
-    // has been consumed.
-    const char* rest = nullptr;
-    if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) return fail(not_json());
-    if (failure) return fail(std::move(*failure));
-    if (!id_seen) return fail(bad("missing field \"id\""));
-    if (!op_seen) return fail(bad("missing operation (subscribe, unsubscribe, publish or refresh)"));
+    if (!consumed_whole_input(doc)) return refused(not_json());
+    if (failure) return refused(std::move(*failure), id);
+    if (!id_seen) return refused(bad("missing field \"id\""), id);
+    if (!op_seen) return refused(bad("missing operation (subscribe, unsubscribe, publish or refresh)"), id);
     request.id = *id;
     ParsedRequest out;
     out.request = request;
@@ -363,29 +385,15 @@ struct RequestParser::Impl {
   }
 
   ParsedRequest parse_publish_body(std::string_view text) {
-    buffer.assign(text);
-    buffer.resize(text.size() + simdjson::SIMDJSON_PADDING, '\0');
-    auto fail = [](Failure f) {
-      ParsedRequest out;
-      out.error.code = ErrorCode::bad_request;
-      out.error.message = std::move(f.message);
-      return out;
-    };
     od::document doc;
-    if (parser.iterate(simdjson::padded_string_view(buffer.data(), text.size(), buffer.size())).get(doc)) {
-      return fail(not_json());
-    }
-    od::json_type type;
-    if (doc.type().get(type)) return fail(not_json());
-    if (type != od::json_type::object) return fail(bad("the body must be a JSON object"));
+    if (auto f = open_object(text, "the body must be a JSON object", doc)) return refused(std::move(*f));
     od::value body;
-    if (doc.get_value().get(body)) return fail(not_json());
+    if (doc.get_value().get(body)) return refused(not_json());
     Request request;
     request.op = Op::publish;
     OpBodyReader reader(doc, Op::publish, request);
-    if (auto f = reader.read(body)) return fail(std::move(*f));
-    const char* rest = nullptr;
-    if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) return fail(not_json());
+    if (auto f = reader.read(body)) return refused(std::move(*f));
+    if (!consumed_whole_input(doc)) return refused(not_json());
     ParsedRequest out;
     out.request = request;
     return out;
@@ -399,10 +407,7 @@ ParsedRequest RequestParser::parse_publish_body(std::string_view text) noexcept 
   try {
     return impl_->parse_publish_body(text);
   } catch (...) {
-    ParsedRequest out;
-    out.error.code = ErrorCode::internal;
-    out.error.message = std::string(default_message(ErrorCode::internal));
-    return out;
+    return internal_error();
   }
 }
 
@@ -410,12 +415,7 @@ ParsedRequest RequestParser::parse(std::string_view text) noexcept {
   try {
     return impl_->parse(text);
   } catch (...) {
-    // Only allocation failure can get here (simdjson is used through its
-    // error-code API).
-    ParsedRequest out;
-    out.error.code = ErrorCode::internal;
-    out.error.message = std::string(default_message(ErrorCode::internal));
-    return out;
+    return internal_error();
   }
 }
 

@@ -62,11 +62,13 @@ struct ChannelService::Impl {
         api(channels, pubsub::HttpApiOptions{options.api_key, options.api_max_body_bytes}) {}
 
   ChannelServiceOptions options;
+  // Before channels: a publish answered while the channels stop (the Redis
+  // engine answers what is pending then) counts its error reply here.
+  std::array<std::atomic<std::uint64_t>, counted_codes.size()> errors{};
   Channels channels;
   pubsub::TokenVerifier verifier;
   // POST /api/publish, GET /api/channels, GET /api/history (no routes without a key).
   pubsub::HttpApi api;
-  std::array<std::atomic<std::uint64_t>, counted_codes.size()> errors{};
 
   // Token expiry: sessions by the time their token expires (seconds since
   // 1970, leeway included). A refresh adds a new entry; a stale entry is

@@ -15,60 +15,20 @@
 
 #include "conduit/pubsub.hpp"
 #include "conduit/server.hpp"
+#include "conduit_v1_service.hpp"
 #include "raw_client.hpp"
 
 using namespace std::chrono_literals;
 using conduit_test::http_exchange;
+using conduit_test::number_after;
 using conduit_test::RawClient;
+using conduit_test::reply_to;
+using conduit_test::string_after;
 using conduit_test::test_options;
 
 namespace {
 
-// A conduit.v1 server on two loops.
-struct Service {
-  Service() : Service(conduit::ChannelServiceOptions()) {}
-  explicit Service(conduit::ChannelServiceOptions opts, unsigned loops = 2) {
-    conduit::ServerHandlers h;
-    h.on_upgrade = [this](const conduit::UpgradeInfo& u) { return service->on_upgrade(u); };
-    h.on_open = [this](conduit::Session& s) { service->on_open(s); };
-    h.on_message = [this](conduit::Session& s, std::string_view d, conduit::MessageType t) {
-      service->on_message(s, d, t);
-    };
-    server = std::make_unique<conduit::Server>(test_options(loops), h);
-    service = std::make_unique<conduit::ChannelService>(*server, std::move(opts));
-    server->start();
-  }
-  ~Service() {
-    server->stop();
-    server->wait();
-  }
-  std::unique_ptr<conduit::Server> server;
-  std::unique_ptr<conduit::ChannelService> service;
-};
-
-std::uint64_t number_after(const std::string& text, const std::string& key) {
-  const auto pos = text.find("\"" + key + "\":");
-  if (pos == std::string::npos) return 0;
-  return std::stoull(text.substr(pos + key.size() + 3));
-}
-
-std::string string_after(const std::string& text, const std::string& key) {
-  const auto pos = text.find("\"" + key + "\":\"");
-  if (pos == std::string::npos) return {};
-  const auto start = pos + key.size() + 4;
-  return text.substr(start, text.find('"', start) - start);
-}
-
-// Reads frames until the reply to `id`; pushes seen on the way go to `pushes`.
-std::string reply_to(RawClient& c, std::uint64_t id, std::vector<std::string>* pushes = nullptr) {
-  const std::string prefix = "{\"id\":" + std::to_string(id) + ",";
-  for (;;) {
-    auto f = c.next_data_or_close();
-    if (f.op == conduit::wire::Opcode::Close) throw std::runtime_error("closed: " + f.payload);
-    if (f.payload.rfind(prefix, 0) == 0) return f.payload;
-    if (pushes) pushes->push_back(f.payload);
-  }
-}
+using Service = conduit_test::V1Service;
 
 TEST(Channels, PublicationsReachEverySubscriberOnEveryLoopInOffsetOrder) {
   Service svc;
@@ -118,9 +78,7 @@ TEST(Channels, RecoveryWhilePublishingHasNoGapAndNoDuplicate) {
   std::thread publisher([&] {
     std::uint64_t i = 0;
     while (resubscribes.load() < clients * rounds && failed.load() == 0 && i < 200000) {
-      std::uint64_t slowest = ~std::uint64_t{0};
-      for (auto& s : progress) slowest = std::min(slowest, s.load());
-      if (i >= slowest + ahead) {
+      if (conduit_test::too_far_ahead(progress, i, ahead)) {
         std::this_thread::sleep_for(100us);  // pacing behind the slowest reader
         continue;
       }
@@ -137,48 +95,9 @@ TEST(Channels, RecoveryWhilePublishingHasNoGapAndNoDuplicate) {
   std::vector<std::string> failures(clients);
   for (int c = 0; c < clients; ++c) {
     readers.emplace_back([&, c] {
-      std::mt19937 rng(static_cast<unsigned>(c) + 7);
-      std::uint64_t last = 0;
-      std::string epoch;
       try {
-        while (last < total.load()) {
-          RawClient client(svc.server->port());
-          std::string req = R"({"id":1,"subscribe":{"channel":"feed")";
-          if (!epoch.empty()) {
-            req += R"(,"since":{"offset":)" + std::to_string(last) + R"(,"epoch":")" + epoch + "\"}";
-          }
-          client.send_text(req + "}}");
-          auto r = reply_to(client, 1);
-          if (!epoch.empty()) resubscribes.fetch_add(1);
-          if (epoch.empty()) {
-            epoch = string_after(r, "epoch");
-            last = number_after(r, "offset");
-            progress[c].store(last);
-          } else {
-            if (r.find("\"recovered\":true") == std::string::npos) throw std::runtime_error("not recovered: " + r);
-            // Recovered publications first, inside the result.
-            std::size_t at = 0;
-            while ((at = r.find("\"offset\":", at + 1)) != std::string::npos) {
-              if (at < r.find("\"publications\"")) continue;  // the result's own position
-              const auto off = std::stoull(r.substr(at + 9));
-              if (off != last + 1)
-                throw std::runtime_error("recovered offset " + std::to_string(off) + " after " + std::to_string(last));
-              last = off;
-              progress[c].store(last);
-            }
-          }
-          // Then live pushes, for a random while.
-          const int take = std::uniform_int_distribution<int>(1, 200)(rng);
-          for (int i = 0; i < take && last < total.load(); ++i) {
-            auto f = client.next_data_or_close();
-            const auto off = number_after(f.payload, "offset");
-            if (off != last + 1) {
-              throw std::runtime_error("live offset " + std::to_string(off) + " after " + std::to_string(last));
-            }
-            last = off;
-            progress[c].store(last);
-          }
-        }
+        conduit_test::follow_with_recovery([&] { return svc.server->port(); }, static_cast<unsigned>(c) + 7, 200, total,
+                                           progress[c], resubscribes);
       } catch (const std::exception& e) {
         failures[c] = e.what();
         failed.fetch_add(1);

@@ -7,10 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,102 +23,28 @@
 
 #include <gtest/gtest.h>
 
+#include "child_process.hpp"
 #include "conduit/channel_client.hpp"
-
-extern char** environ;
 
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using conduit_test::ChildProcess;
 
 const std::string conduitd = CONDUIT_TEST_CONDUITD;
 
-// conduitd as a child process, stopped by PID.
-class Conduitd {
- public:
-  explicit Conduitd(std::vector<std::string> extra) : extra_(std::move(extra)) {}
-  ~Conduitd() { kill_now(); }
+// conduitd --mode pubsub on 127.0.0.1:port (0 = the kernel chooses), with
+// `extra` arguments; not started yet.
+ChildProcess pubsub_conduitd(std::vector<std::string> extra, int port = 0) {
+  std::vector<std::string> argv{conduitd, "--mode", "pubsub", "--listen", "127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return ChildProcess(std::move(argv));
+}
 
-  // Starts on 127.0.0.1:port (0 = the kernel chooses) and waits for
-  // "listening on HOST:PORT"; returns the port, 0 on failure.
-  int start(int port = 0) {
-    std::vector<std::string> argv{conduitd, "--mode", "pubsub", "--listen", "127.0.0.1:" + std::to_string(port)};
-    argv.insert(argv.end(), extra_.begin(), extra_.end());
-    int out[2];
-    if (pipe(out) != 0) return 0;
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_addclose(&actions, out[0]);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    close(out[1]);
-    if (rc != 0) {
-      close(out[0]);
-      pid_ = -1;
-      return 0;
-    }
-    fd_ = out[0];
-    const auto deadline = Clock::now() + 30s;
-    std::string buffer;
-    while (Clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char chunk[512];
-      const ssize_t n = read(fd_, chunk, sizeof chunk);
-      if (n <= 0) return 0;
-      buffer.append(chunk, static_cast<std::size_t>(n));
-      const auto at = buffer.find("listening on ");
-      const auto eol = buffer.find('\n', at == std::string::npos ? 0 : at);
-      if (at != std::string::npos && eol != std::string::npos) {
-        const std::string line = buffer.substr(at, eol - at);
-        return std::atoi(line.substr(line.rfind(':') + 1).c_str());
-      }
-    }
-    return 0;
-  }
-
-  // SIGTERM and a bounded wait; the exit status (-1 when it had to be killed).
-  int stop() {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + 30s;
-    int status = 0;
-    pid_t r = 0;
-    while ((r = waitpid(pid_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
-      std::this_thread::sleep_for(10ms);  // polling the child's state: there is no fd to wait on
-    }
-    int result = -1;
-    if (r == pid_) {
-      result = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      pid_ = -1;
-    }
-    kill_now();
-    return result;
-  }
-
- private:
-  void kill_now() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-    if (fd_ >= 0) {
-      close(fd_);
-      fd_ = -1;
-    }
-  }
-
-  std::vector<std::string> extra_;
-  pid_t pid_ = -1;
-  int fd_ = -1;
-};
+// How long conduitd may take to say it listens (generous: sanitizer builds
+// start slowly on a loaded machine).
+constexpr auto start_timeout = 30s;
 
 // A TCP proxy on 127.0.0.1 to an upstream port. cut_and_hold() drops every
 // connection through it (both sides see the TCP connection end) and holds
@@ -350,8 +273,8 @@ std::string payload(std::uint64_t k) { return "{\"k\":" + std::to_string(k) + ",
 TEST(ChannelClientRecovery, DroppedConnectionsWhilePublishingLoseNothingAndRepeatNothing) {
   // History large enough to hold everything published in the test: every
   // outage is within the history, so recovery must succeed each time.
-  Conduitd server({"--set", "channels.history_size=10000", "--set", "channels.history_ttl=0s"});
-  const int port = server.start();
+  ChildProcess server = pubsub_conduitd({"--set", "channels.history_size=10000", "--set", "channels.history_ttl=0s"});
+  const int port = server.start(start_timeout);
   ASSERT_GT(port, 0) << "conduitd --mode pubsub did not start";
   CuttableProxy proxy(port);
   ASSERT_GT(proxy.port(), 0);
@@ -423,8 +346,8 @@ TEST(ChannelClientRecovery, DroppedConnectionsWhilePublishingLoseNothingAndRepea
 }
 
 TEST(ChannelClientRecovery, RestartThatLostHistoryIsReportedAndDeliveryContinuesInTheNewEpoch) {
-  Conduitd first({});
-  const int port = first.start();
+  ChildProcess first = pubsub_conduitd({});
+  const int port = first.start(start_timeout);
   ASSERT_GT(port, 0) << "conduitd --mode pubsub did not start";
 
   Delivered got;
@@ -449,8 +372,8 @@ TEST(ChannelClientRecovery, RestartThatLostHistoryIsReportedAndDeliveryContinues
 
   // History is in memory: the restarted server has a new epoch for "news".
   ASSERT_EQ(first.stop(), 0);
-  Conduitd second({});
-  ASSERT_EQ(second.start(port), port) << "conduitd did not restart on port " << port;
+  ChildProcess second = pubsub_conduitd({}, port);
+  ASSERT_EQ(second.start(start_timeout), port) << "conduitd did not restart on port " << port;
   ASSERT_TRUE(got.wait_for([&] { return !got.failures.empty(); })) << "lost history not reported";
 
   conduit::ChannelClient publisher("ws://127.0.0.1:" + std::to_string(port) + "/");
@@ -491,8 +414,8 @@ TEST(ChannelClientRecovery, RestartThatLostHistoryIsReportedAndDeliveryContinues
 }
 
 TEST(ChannelClientRequests, RefusalsAndLocalChecksAreReported) {
-  Conduitd server({});
-  const int port = server.start();
+  ChildProcess server = pubsub_conduitd({});
+  const int port = server.start(start_timeout);
   ASSERT_GT(port, 0);
   Delivered got;
   conduit::ChannelClient client("ws://127.0.0.1:" + std::to_string(port) + "/");
@@ -520,8 +443,8 @@ TEST(ChannelClientRequests, RefusalsAndLocalChecksAreReported) {
 }
 
 TEST(ChannelClientRequests, UnsubscribeStopsDeliveryAtOnceAndSubscribingAgainStartsLive) {
-  Conduitd server({});
-  const int port = server.start();
+  ChildProcess server = pubsub_conduitd({});
+  const int port = server.start(start_timeout);
   ASSERT_GT(port, 0);
   const std::string url = "ws://127.0.0.1:" + std::to_string(port) + "/";
   conduit::ChannelClient subscriber(url);
