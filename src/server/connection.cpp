@@ -89,6 +89,17 @@ void Connection::start() {
       return;
     }
   }
+  if (loop_.completion_io()) {
+    // The multishot receive reports the request once it has arrived: no
+    // read before it.
+    if (!loop_.receive(fd_, this)) {
+      ops::logger().error("event=io_uring_error remote={} reason=\"submission queue full\"", remote_address_);
+      finish(1006, "cannot receive");
+      return;
+    }
+    receiving_ = true;
+    return;
+  }
   if (!loop_.watch(fd_, this)) {
     ops::logger().error("event=epoll_error remote={} reason=\"{}\"", remote_address_, std::strerror(errno));
     finish(1006, "cannot watch socket");
@@ -147,11 +158,7 @@ void Connection::on_readable() {
     int err = 0;
     long n = transport_->read(fd_, buf, want, err);
     if (n > 0) {
-      bytes_in_ += static_cast<std::uint64_t>(n);
-      loop_.counters().bytes_received.inc(static_cast<std::uint64_t>(n));
-      last_rx_ms_ = clock32(loop_.now_ms());
-      awaiting_pong_ = false;
-      process_input(buf, static_cast<std::size_t>(n));
+      take_input(buf, static_cast<std::size_t>(n));
       // A short read drained the socket; a new edge will report anything
       // later (the reactor polls only after this handler has re-armed).
       if (static_cast<std::size_t>(n) < want && transport_->short_read_drains()) break;
@@ -176,6 +183,63 @@ void Connection::on_readable() {
       if (self->state_ != State::Closed) self->on_readable();
     });
   }
+}
+
+void Connection::take_input(std::uint8_t* data, std::size_t len) {
+  bytes_in_ += len;
+  loop_.counters().bytes_received.inc(len);
+  last_rx_ms_ = clock32(loop_.now_ms());
+  awaiting_pong_ = false;
+  process_input(data, len);
+}
+
+// ---------------------------------------------------------------- io_uring
+
+void Connection::on_received(std::uint8_t* data, std::size_t len) {
+  if (state_ == State::Closed) return;  // completions already on their way when we finished
+  take_input(data, len);
+  // Backpressure, as the epoll path reads no more than the queue has room
+  // for: past half the cap, stop receiving (TCP then pushes back on the
+  // peer) until the sends have drained the queue (on_sent).
+  if (state_ == State::Open && receiving_ && !receive_paused_ &&
+      queue_.bytes() + parser_.buffered_bytes() >= core().options().send_queue_bytes / 2) {
+    receive_paused_ = true;
+    loop_.cancel_receive(this);
+  }
+}
+
+void Connection::on_receive_stopped(int result) {
+  receiving_ = false;
+  if (state_ == State::Closed) {
+    release_if_quiet();
+    return;
+  }
+  if (result == 0) {
+    on_eof();
+    return;
+  }
+  if (result == -ECANCELED) {
+    // Paused for backpressure; the sends may have drained meanwhile.
+    if (queue_.bytes() < core().options().send_queue_bytes / 2) resume_receive();
+    return;
+  }
+  if (result > 0 || result == -ENOBUFS) {
+    // Ended by the kernel after data, or the buffer ring ran dry for a
+    // moment (the buffers go back as completions are handled): re-arm.
+    if (!receive_paused_) resume_receive();
+    return;
+  }
+  fail_io(-result);
+}
+
+void Connection::resume_receive() {
+  receive_paused_ = false;
+  if (receiving_ || state_ == State::Closed) return;
+  if (!loop_.receive(fd_, this)) {
+    fail_io(ENOMEM);
+    return;
+  }
+  receiving_ = true;
 }
 
 void Connection::on_writable() {
