@@ -64,6 +64,14 @@ void EventLoop::cancel_send(IoHandler* h) noexcept {
   if (uring_) uring_->cancel_send(h);
 }
 
+void EventLoop::unwatch(int fd) noexcept {
+  if (uring_) uring_->unwatch(fd);
+}
+
+void EventLoop::submit_prepared() noexcept {
+  if (uring_) uring_->submit_prepared();
+}
+
 void EventLoop::post(Task fn) {
   if (on_this_thread()) {
     local_.push_back(std::move(fn));
@@ -146,7 +154,7 @@ int EventLoop::run_epoll() {
 }
 
 int EventLoop::run_uring() {
-  if (!uring_->enable()) return EINVAL;
+  if (int err = uring_->start(); err != 0) return err;
   while (!stop_.load(std::memory_order_relaxed)) {
     // Submits the previous batch's requests and waits, in one system call.
     int err = uring_->submit_wait_dispatch(wait_timeout_ms(), woken_);
@@ -161,6 +169,7 @@ int EventLoop::run_uring() {
     if (uring_->submit_wait_dispatch(100, woken_) != 0) break;
     end_batch();
   }
+  uring_->stop();
   return 0;
 }
 

@@ -116,6 +116,10 @@ class EventLoop {
   // connections use receive() and send() instead.
   bool watch(int fd, IoHandler* h, bool read_only = false) noexcept;
 
+  // Before closing a watched descriptor (loop thread): the completion engine
+  // re-arms its poll by descriptor number. Nothing to do for epoll.
+  void unwatch(int fd) noexcept;
+
   IoEngine engine() const noexcept { return uring_ ? IoEngine::IoUring : IoEngine::Epoll; }
   bool completion_io() const noexcept { return uring_ != nullptr; }
   const std::string& fallback_reason() const noexcept { return fallback_reason_; }
@@ -128,6 +132,9 @@ class EventLoop {
   void cancel_receive(IoHandler* h) noexcept;
   bool send(int fd, IoHandler* h, const iovec* iov, int count) noexcept;
   void cancel_send(IoHandler* h) noexcept;
+  // Completion engine: call before closing a descriptor that requests were
+  // prepared for in this batch (they name it by number; see UringEngine).
+  void submit_prepared() noexcept;
   // Keeps an object alive until the end of the current dispatch batch, so an
   // event already fetched for it in this batch does not reach freed memory.
   void retire(std::shared_ptr<void> obj) { graveyard_.push_back(std::move(obj)); }

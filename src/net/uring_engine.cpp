@@ -5,8 +5,6 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -25,7 +23,7 @@ constexpr std::uint64_t kCancel = 4;  // completions of cancel requests: ignored
 constexpr std::uint64_t kWake = 5;
 constexpr std::uint64_t kTagMask = 7;
 constexpr unsigned kBufferGroup = 0;
-constexpr unsigned kRingEntries = 1024;
+constexpr unsigned kRingEntries = 512;
 
 std::uint64_t tagged(IoHandler* h, std::uint64_t tag) noexcept { return reinterpret_cast<std::uintptr_t>(h) | tag; }
 }  // namespace
@@ -34,80 +32,92 @@ struct UringEngine::Ring {
   io_uring ring{};
 };
 
+namespace {
+constexpr unsigned kSetupFlags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+}
+
 std::unique_ptr<UringEngine> UringEngine::create(int wake_fd, std::string& why_not) {
-  std::unique_ptr<UringEngine> e(new UringEngine());
-  e->ring_ = std::make_unique<Ring>();
-  e->wake_fd_ = wake_fd;
+  // A probe ring with the flags and features start() needs, closed at once:
+  // the real ring belongs to the loop's thread (below).
+  io_uring probe{};
   io_uring_params p{};
-  // Created disabled: the loop's own thread enables it and so becomes its
-  // single issuer, which lets the kernel defer completion work to our wait
-  // instead of interrupting the thread.
-  p.flags = IORING_SETUP_R_DISABLED | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
-  int r = io_uring_queue_init_params(kRingEntries, &e->ring_->ring, &p);
+  p.flags = kSetupFlags;
+  int r = io_uring_queue_init_params(8, &probe, &p);
   if (r < 0) {
     why_not = std::string("io_uring_setup: ") + std::strerror(-r);
     return nullptr;
   }
+  io_uring_queue_exit(&probe);
   if (!(p.features & IORING_FEAT_SUBMIT_STABLE) || !(p.features & IORING_FEAT_EXT_ARG)) {
-    io_uring_queue_exit(&e->ring_->ring);
     why_not = "kernel lacks IORING_FEAT_SUBMIT_STABLE or IORING_FEAT_EXT_ARG";
     return nullptr;
+  }
+  std::unique_ptr<UringEngine> e(new UringEngine());
+  e->wake_fd_ = wake_fd;
+  return e;
+}
+
+// On the loop's thread, which becomes the ring's only submitter (so the
+// kernel defers completion work to our wait instead of interrupting the
+// thread) and the only thread that ever enters it: a thread that set up or
+// tore down the ring was seen to have its blocking socket calls interrupted
+// (EINTR).
+int UringEngine::start() noexcept {
+  ring_ = std::make_unique<Ring>();
+  io_uring_params p{};
+  p.flags = kSetupFlags;
+  int r = io_uring_queue_init_params(kRingEntries, &ring_->ring, &p);
+  if (r < 0) {
+    ring_.reset();
+    return -r;
   }
   // The provided buffer ring and its buffers, in one anonymous mapping each
   // (the ring must be page aligned).
   const std::size_t ring_bytes = buffer_count * sizeof(io_uring_buf);
   void* ring_mem = ::mmap(nullptr, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (ring_mem == MAP_FAILED) return ENOMEM;
+  buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
   void* buf_mem =
       ::mmap(nullptr, buffer_count * buffer_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (ring_mem == MAP_FAILED || buf_mem == MAP_FAILED) {
-    if (ring_mem != MAP_FAILED) ::munmap(ring_mem, ring_bytes);
-    if (buf_mem != MAP_FAILED) ::munmap(buf_mem, buffer_count * buffer_size);
-    io_uring_queue_exit(&e->ring_->ring);
-    why_not = "cannot map the receive buffers";
-    return nullptr;
-  }
-  e->buf_ring_ = static_cast<io_uring_buf_ring*>(ring_mem);
-  e->buffers_ = static_cast<std::uint8_t*>(buf_mem);
+  if (buf_mem == MAP_FAILED) return ENOMEM;
+  buffers_ = static_cast<std::uint8_t*>(buf_mem);
   io_uring_buf_reg reg{};
   reg.ring_addr = reinterpret_cast<std::uintptr_t>(ring_mem);
   reg.ring_entries = buffer_count;
   reg.bgid = kBufferGroup;
-  r = io_uring_register_buf_ring(&e->ring_->ring, &reg, 0);
-  if (r < 0) {
-    why_not = std::string("provided buffer ring: ") + std::strerror(-r);
-    return nullptr;  // the destructor unmaps and exits the ring
-  }
-  io_uring_buf_ring_init(e->buf_ring_);
+  r = io_uring_register_buf_ring(&ring_->ring, &reg, 0);
+  if (r < 0) return -r;
+  io_uring_buf_ring_init(buf_ring_);
   const int mask = io_uring_buf_ring_mask(buffer_count);
   for (unsigned i = 0; i < buffer_count; ++i) {
-    io_uring_buf_ring_add(e->buf_ring_, e->buffers_ + i * buffer_size, buffer_size, static_cast<unsigned short>(i),
-                          mask, static_cast<int>(i));
+    io_uring_buf_ring_add(buf_ring_, buffers_ + i * buffer_size, buffer_size, static_cast<unsigned short>(i), mask,
+                          static_cast<int>(i));
   }
-  io_uring_buf_ring_advance(e->buf_ring_, buffer_count);
-  if (!e->arm_poll(wake_fd, kWake, nullptr)) {
-    why_not = "submission queue full";
-    return nullptr;
+  io_uring_buf_ring_advance(buf_ring_, buffer_count);
+  if (!arm_poll(wake_fd_, kWake, nullptr)) return EBUSY;
+  for (const auto& w : watched_) {
+    if (!arm_poll(w.fd, kPoll, w.h)) return EBUSY;
   }
-  return e;
+  return 0;
 }
 
-UringEngine::~UringEngine() {
+void UringEngine::stop() noexcept {
   // Exiting the ring cancels whatever is still in flight before the buffers go.
   if (ring_) io_uring_queue_exit(&ring_->ring);
+  ring_.reset();
   if (buf_ring_) ::munmap(buf_ring_, buffer_count * sizeof(io_uring_buf));
+  buf_ring_ = nullptr;
   if (buffers_) ::munmap(buffers_, buffer_count * buffer_size);
+  buffers_ = nullptr;
 }
 
-// io_uring_enable_rings() is declared by liburing 2.3's header but missing
-// from its library: register the operation directly.
-bool UringEngine::enable() noexcept {
-  return ::syscall(__NR_io_uring_register, ring_->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) == 0;
-}
+UringEngine::~UringEngine() { stop(); }
 
 io_uring_sqe* UringEngine::next_sqe() noexcept {
+  if (!ring_) return nullptr;  // before start() or after stop()
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
   if (sqe) return sqe;
-  // The queue is full mid-batch (over a thousand requests prepared): submit
+  // The queue is full mid-batch (over 500 requests prepared): submit
   // them now rather than fail; the wait still happens once, at the batch's end.
   io_uring_submit(&ring_->ring);
   return io_uring_get_sqe(&ring_->ring);
@@ -122,9 +132,21 @@ bool UringEngine::arm_poll(int fd, std::uint64_t tag, IoHandler* h) noexcept {
 }
 
 bool UringEngine::watch(int fd, IoHandler* h) noexcept {
-  if (!arm_poll(fd, kPoll, h)) return false;
+  if (ring_ && !arm_poll(fd, kPoll, h)) return false;  // before start(): armed by start()
   watched_.push_back({fd, h});
   return true;
+}
+
+void UringEngine::unwatch(int fd) noexcept {
+  for (auto it = watched_.begin(); it != watched_.end(); ++it) {
+    if (it->fd != fd) continue;
+    if (io_uring_sqe* sqe = ring_ ? next_sqe() : nullptr) {
+      io_uring_prep_cancel64(sqe, tagged(it->h, kPoll), 0);
+      io_uring_sqe_set_data64(sqe, kCancel);
+    }
+    watched_.erase(it);
+    return;
+  }
 }
 
 bool UringEngine::receive(int fd, IoHandler* h) noexcept {
@@ -175,6 +197,10 @@ void UringEngine::cancel_send(IoHandler* h) noexcept {
   if (!sqe) return;
   io_uring_prep_cancel64(sqe, tagged(h, kSend), 0);
   io_uring_sqe_set_data64(sqe, kCancel);
+}
+
+void UringEngine::submit_prepared() noexcept {
+  if (ring_ && io_uring_sq_ready(&ring_->ring) > 0) io_uring_submit(&ring_->ring);
 }
 
 int UringEngine::submit_wait_dispatch(int timeout_ms, bool& woken) {

@@ -8,8 +8,9 @@
 // message at all. Listening sockets and the loop's wake descriptor keep
 // readiness semantics through multishot polls.
 //
-// Loop thread only (the ring is created disabled and enabled by the thread
-// that runs the loop: a single issuer, with task work deferred to the wait).
+// Loop thread only: the ring is set up (start) and torn down (stop) by the
+// thread that runs the loop, its single issuer, with completion work
+// deferred to the wait.
 #pragma once
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -32,24 +33,30 @@ class UringEngine {
   // Buffers of the provided ring: a message up to 32 KiB (plus its header)
   // arrives in one buffer and is parsed in place; the ring is returned to the
   // kernel buffer by buffer as soon as each completion has been handled.
-  static constexpr unsigned buffer_count = 128;  // a power of two
+  static constexpr unsigned buffer_count = 64;  // a power of two (2 MiB a loop)
   static constexpr std::size_t buffer_size = 32 * 1024;
   // Iovecs per send request: a longer queue leaves in several requests.
   static constexpr int max_send_iov = 64;
 
   // nullptr when io_uring cannot be used here (old kernel, disabled by
-  // sysctl, seccomp, no memory for the rings); why_not then says why.
+  // sysctl, seccomp, no memory for the rings); why_not then says why. Only
+  // probes: the ring itself is set up by start().
   static std::unique_ptr<UringEngine> create(int wake_fd, std::string& why_not);
   ~UringEngine();
   UringEngine(const UringEngine&) = delete;
   UringEngine& operator=(const UringEngine&) = delete;
 
-  // Called by the loop's thread before its first submission (it becomes the
-  // ring's only submitter).
-  bool enable() noexcept;
+  // On the loop's thread, before anything but watch() is called: sets up the
+  // ring and the buffer ring; 0 or an errno. stop() tears them down (also on
+  // the loop's thread, when it stops).
+  int start() noexcept;
+  void stop() noexcept;
 
-  // Readiness of fd (POLLIN) reported to h->on_io(EPOLLIN) (listeners).
+  // Readiness of fd (POLLIN) reported to h->on_io(EPOLLIN) (listeners); may
+  // be called before start().
   bool watch(int fd, IoHandler* h) noexcept;
+  // Stops watching fd (before it is closed: the poll is re-armed by number).
+  void unwatch(int fd) noexcept;
   // Arms the multishot receive of fd: h->on_received() for each chunk, then
   // one h->on_receive_stopped() when it ends (see IoHandler).
   bool receive(int fd, IoHandler* h) noexcept;
@@ -59,6 +66,11 @@ class UringEngine {
   bool send(int fd, IoHandler* h, const iovec* iov, int count) noexcept;
   void cancel_send(IoHandler* h) noexcept;
 
+  // Submits the requests prepared so far now. A request names its socket by
+  // descriptor number, so whoever closes a descriptor calls this first:
+  // otherwise a request still waiting for the batch's end could reach
+  // whatever socket reuses the number.
+  void submit_prepared() noexcept;
   // Submits what the batch prepared and waits up to timeout_ms (-1: no limit,
   // 0: do not wait) for completions, then hands each to its handler. woken
   // is set when the wake descriptor fired. Returns 0 or an errno.

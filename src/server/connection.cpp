@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "ops/log.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -197,15 +198,40 @@ void Connection::take_input(std::uint8_t* data, std::size_t len) {
 
 void Connection::on_received(std::uint8_t* data, std::size_t len) {
   if (state_ == State::Closed) return;  // completions already on their way when we finished
-  take_input(data, len);
-  // Backpressure, as the epoll path reads no more than the queue has room
-  // for: past half the cap, stop receiving (TCP then pushes back on the
-  // peer) until the sends have drained the queue (on_sent).
-  if (state_ == State::Open && receiving_ && !receive_paused_ &&
-      queue_.bytes() + parser_.buffered_bytes() >= core().options().send_queue_bytes / 2) {
-    receive_paused_ = true;
-    loop_.cancel_receive(this);
+  if (!receive_paused_ && state_ == State::Open) {
+    // Backpressure, as the epoll path reads no more than the queue has room
+    // for: beyond the room, the input waits (parked) and the receive stops,
+    // so TCP pushes back on the peer until the sends have drained the queue.
+    const std::size_t room = input_room();
+    if (len > room) {
+      if (room > 0) take_input(data, room);
+      if (state_ == State::Closed) return;
+      data += room;
+      len -= room;
+      pause_receive();
+    }
   }
+  if (receive_paused_) {
+    loop_.parked_input(this).bytes.append(reinterpret_cast<const char*>(data), len);
+    last_rx_ms_ = clock32(loop_.now_ms());
+    awaiting_pong_ = false;
+    return;
+  }
+  take_input(data, len);
+  if (state_ == State::Open && queue_.bytes() + parser_.buffered_bytes() >= core().options().send_queue_bytes / 2) {
+    pause_receive();
+  }
+}
+
+std::size_t Connection::input_room() const noexcept {
+  const std::size_t cap = core().options().send_queue_bytes;
+  const std::size_t committed = queue_.bytes() + parser_.buffered_bytes() + 64;
+  return cap > committed ? cap - committed : 0;
+}
+
+void Connection::pause_receive() {
+  receive_paused_ = true;
+  if (receiving_) loop_.cancel_receive(this);
 }
 
 void Connection::on_receive_stopped(int result) {
@@ -214,22 +240,62 @@ void Connection::on_receive_stopped(int result) {
     release_if_quiet();
     return;
   }
+  const bool again = result > 0 || result == -ENOBUFS || result == -ECANCELED;
+  if (receive_paused_) {
+    // The end (EOF, an error) comes after the parked input, as it came.
+    if (!again) {
+      auto& parked = loop_.parked_input(this);
+      parked.ended = true;
+      parked.result = result;
+    }
+    drain_parked_input();
+    return;
+  }
   if (result == 0) {
     on_eof();
-    return;
-  }
-  if (result == -ECANCELED) {
-    // Paused for backpressure; the sends may have drained meanwhile.
-    if (queue_.bytes() < core().options().send_queue_bytes / 2) resume_receive();
-    return;
-  }
-  if (result > 0 || result == -ENOBUFS) {
+  } else if (again) {
     // Ended by the kernel after data, or the buffer ring ran dry for a
     // moment (the buffers go back as completions are handled): re-arm.
-    if (!receive_paused_) resume_receive();
+    resume_receive();
+  } else {
+    fail_io(-result);
+  }
+}
+
+// While paused: hands the parked input to the parser as the queue makes room
+// for it, then the end of the stream if it came, then resumes receiving once
+// the queue is below half its cap.
+void Connection::drain_parked_input() {
+  Loop::ParkedInput parked = loop_.take_parked_input(this);
+  std::size_t done = 0;
+  while (done < parked.bytes.size() && state_ == State::Open) {
+    const std::size_t room = input_room();
+    if (room == 0) break;
+    const std::size_t n = std::min(room, parked.bytes.size() - done);
+    take_input(reinterpret_cast<std::uint8_t*>(parked.bytes.data()) + done, n);
+    done += n;
+  }
+  if (state_ == State::Closed) return;
+  if (done < parked.bytes.size() && state_ == State::Open) {
+    parked.bytes.erase(0, done);
+    loop_.parked_input(this) = std::move(parked);
     return;
   }
-  fail_io(-result);
+  // Closing: the rest only matters for a close frame (process_input ignores
+  // data after our close, as the epoll path does).
+  if (done < parked.bytes.size()) {
+    take_input(reinterpret_cast<std::uint8_t*>(parked.bytes.data()) + done, parked.bytes.size() - done);
+    if (state_ == State::Closed) return;
+  }
+  if (parked.ended) {
+    if (parked.result == 0) {
+      on_eof();
+    } else {
+      fail_io(-parked.result);
+    }
+    return;
+  }
+  if (queue_.bytes() < core().options().send_queue_bytes / 2) resume_receive();
 }
 
 void Connection::resume_receive() {

@@ -128,6 +128,9 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void on_writable();
   void take_input(std::uint8_t* data, std::size_t len);  // bytes read, either engine
   void resume_receive();                                 // io_uring: arms the receive again
+  void pause_receive();                                  // io_uring: backpressure
+  std::size_t input_room() const noexcept;               // input bytes the send queue can answer
+  void drain_parked_input();                             // io_uring: input held while paused
   void process_input(std::uint8_t* data, std::size_t len);
   void on_eof();
   void fail_io(int err);

@@ -126,6 +126,9 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   if (loop_.completion_io()) {
     if (receiving_) loop_.cancel_receive(this);
     if (write_blocked_) loop_.cancel_send(this);
+    // Before the close: a request of ours still unsubmitted names fd_ by
+    // number, which the next accept (or any thread's socket) may reuse.
+    loop_.submit_prepared();
   }
   ::close(fd_);  // also leaves the loop's readiness set
   fd_ = -1;

@@ -274,13 +274,12 @@ void Connection::on_sent(int result) {
   queue_.consume(loop_.pool(), n);
   note_queue_bytes();
   submit_send();  // the rest, or after_flush() when all has left
-  if (receive_paused_ && state_ != State::Closed && queue_.bytes() < core().options().send_queue_bytes / 2) {
-    resume_receive();
-  }
+  if (receive_paused_ && state_ != State::Closed) drain_parked_input();
 }
 
 void Connection::release_if_quiet() {
   if (state_ != State::Closed || receiving_ || write_blocked_ || !self_) return;
+  if (receive_paused_) loop_.take_parked_input(this);
   queue_.clear(loop_.pool());
   note_queue_bytes();
   loop_.retire(std::move(self_));

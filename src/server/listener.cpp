@@ -65,6 +65,7 @@ void Listener::close() noexcept {
   // close(2): shutting it down first takes it out of the listening state,
   // so the port is free (and refuses connections) at once either way.
   if (fd_ >= 0) {
+    if (loop_.on_this_thread()) loop_.unwatch(fd_);
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
   }

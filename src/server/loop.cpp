@@ -38,16 +38,14 @@ Loop::Loop(ServerCore& core, unsigned index)
       connections_(&core.everyone()->sets[index]),
       fanout_(*this) {
   add_end_of_batch_hook([this] { end_batch(); });
-  // One line per server (from its first loop): which engine runs, and why
-  // not the one asked for.
+  // With io_uring asked for, one line per server (from its first loop):
+  // that it runs, or why epoll runs instead.
   if (index == 0) {
     if (completion_io()) {
       ops::logger().info("event=io_engine engine=io_uring");
     } else if (asked_engine(core) == IoEngine::IoUring) {
       ops::logger().warn("event=io_engine engine=epoll requested=io_uring reason=\"{}\"",
                          core.tls() ? "TLS runs on epoll only" : fallback_reason());
-    } else {
-      ops::logger().info("event=io_engine engine=epoll");
     }
   }
 }
@@ -118,6 +116,15 @@ void Loop::drain_foreign() {
     s.conn->enqueue_admitted(s);
   }
   foreign_.clear();
+}
+
+Loop::ParkedInput Loop::take_parked_input(const Connection* c) {
+  ParkedInput out;
+  if (auto it = parked_.find(c); it != parked_.end()) {
+    out = std::move(it->second);
+    parked_.erase(it);
+  }
+  return out;
 }
 
 void Loop::start_sweep() {
