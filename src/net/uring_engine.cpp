@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 
 #include "net/event_loop.hpp"
 
@@ -38,16 +39,22 @@ constexpr unsigned kSetupFlags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER
 
 std::unique_ptr<UringEngine> UringEngine::create(int wake_fd, std::string& why_not) {
   // A probe ring with the flags and features start() needs, closed at once:
-  // the real ring belongs to the loop's thread (below).
-  io_uring probe{};
+  // the real ring belongs to the loop's thread (start()). The probe runs on a
+  // thread of its own because tearing a ring down sends task work, with a
+  // signal notification, to the thread that created it: a blocking call
+  // there with a timeout (SO_RCVTIMEO) returned EINTR.
   io_uring_params p{};
-  p.flags = kSetupFlags;
-  int r = io_uring_queue_init_params(8, &probe, &p);
+  int r = 0;
+  std::thread([&] {
+    io_uring probe{};
+    p.flags = kSetupFlags;
+    r = io_uring_queue_init_params(8, &probe, &p);
+    if (r == 0) io_uring_queue_exit(&probe);
+  }).join();
   if (r < 0) {
     why_not = std::string("io_uring_setup: ") + std::strerror(-r);
     return nullptr;
   }
-  io_uring_queue_exit(&probe);
   if (!(p.features & IORING_FEAT_SUBMIT_STABLE) || !(p.features & IORING_FEAT_EXT_ARG)) {
     why_not = "kernel lacks IORING_FEAT_SUBMIT_STABLE or IORING_FEAT_EXT_ARG";
     return nullptr;
@@ -59,9 +66,7 @@ std::unique_ptr<UringEngine> UringEngine::create(int wake_fd, std::string& why_n
 
 // On the loop's thread, which becomes the ring's only submitter (so the
 // kernel defers completion work to our wait instead of interrupting the
-// thread) and the only thread that ever enters it: a thread that set up or
-// tore down the ring was seen to have its blocking socket calls interrupted
-// (EINTR).
+// thread) and the only thread the ring's teardown notifies (see create()).
 int UringEngine::start() noexcept {
   ring_ = std::make_unique<Ring>();
   io_uring_params p{};

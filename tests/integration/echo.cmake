@@ -32,7 +32,7 @@ conduit_echo_test(io_engine     test_io_engine.py)
 # (Python websockets, Node ws, raw protocol and HTTP), heartbeats, compression,
 # threads, and (ops.cmake) close timeouts, shutdown, slow consumers, relay and
 # a fan-out stall, with CONDUIT_IO=io_uring switching every conduitd they
-# start. Left out: tests asserting conduitd's exact log lines (the engine
+# start; and (server.cmake) the in-process server tests. Left out: tests asserting conduitd's exact log lines (the engine
 # adds one) and TLS (which runs on epoll).
 function(conduit_uring_test name dir module timeout)
   add_test(NAME uring.${name}
