@@ -65,7 +65,36 @@ def errors_of(r):
     return ""
 
 
-ECHO_NAMES = {"conduit": "conduit", "beast": "beast", "uws": "uWebSockets"}
+ECHO_NAMES = {"conduit": "conduit", "beast": "beast", "uws": "uWebSockets",
+              "conduit-uring": "conduit, server.io = io_uring"}
+
+
+def uring_report(runs):
+    """conduitd on epoll against conduitd on io_uring, same run, alternating."""
+    out = ["| message | engine | runs | msg/s | server CPU s | msg per server-CPU-second | p50 µs | p99 µs | problems |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    ratios = ["| message | io_uring/epoll msg per server-CPU-second | io_uring/epoll msg/s |", "|---|---|---|"]
+    for size in sorted({r["size"] for r in runs if r["scenario"] == "echo"}):
+        med = {}
+        for server, name in (("conduit", "epoll"), ("conduit-uring", "io_uring")):
+            rs = [r for r in runs if r["scenario"] == "echo" and r["size"] == size and r["server"] == server]
+            if not rs:
+                continue
+            m = {
+                "mps": median([g(r, "messages_per_second") for r in rs]),
+                "cpu": median([g(r, "server_cpu_seconds") for r in rs]),
+                "eff": median([g(r, "messages_per_server_cpu_second") for r in rs]),
+                "p50": median([g(r, "latency", "p50_us") for r in rs]),
+                "p99": median([g(r, "latency", "p99_us") for r in rs]),
+            }
+            med[server] = m
+            problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+            out.append(f"| {size} B | {name} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
+                       f"**{fmt_num(m['eff'])}** | {fmt_num(m['p50'], 1)} | {fmt_num(m['p99'], 1)} | {problems} |")
+        if "conduit" in med and "conduit-uring" in med:
+            a, b = med["conduit-uring"], med["conduit"]
+            ratios.append(f"| {size} B | {fmt_ratio(a['eff'], b['eff'])} | {fmt_ratio(a['mps'], b['mps'])} |")
+    return "\n".join(out + ["", "Ratios of the medians, io_uring / epoll (same run):", ""] + ratios)
 
 
 def echo_report(runs):
@@ -396,7 +425,7 @@ def main():
     print(f"Command: `{command}`\n")
     print("Machine:\n")
     print("```\n" + machine + "\n```\n")
-    reports = {"echo": echo_report, "fanout": fanout_report, "scale": scale_report}
+    reports = {"echo": echo_report, "fanout": fanout_report, "scale": scale_report, "uring": uring_report}
     print(reports[scenario](runs))
     if with_raw:
         print("\nRaw runs (JSON lines, in the order they ran):\n")

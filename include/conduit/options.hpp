@@ -16,6 +16,15 @@ enum class SlowConsumerPolicy : std::uint8_t {
   Drop,   // drop the new message and count it
 };
 
+// How the event loops drive their sockets (ServerOptions::io).
+enum class IoEngine : std::uint8_t {
+  Epoll,    // readiness (epoll) and one recv/send system call each
+  IoUring,  // completions: multishot receives into a provided buffer ring, the
+            // batch's sends submitted with the loop's wait (no system call per
+            // message). Falls back to Epoll, with one log line, where io_uring
+            // cannot be set up (kernel too old or io_uring disabled) and for TLS.
+};
+
 struct HeartbeatOptions {
   // After this long without any frame from the peer the server sends a ping.
   // 0 disables heartbeats. Default 25s: under the ~30s idle reaping of NATs.
@@ -45,6 +54,11 @@ struct ServerOptions {
   std::uint16_t port = 8080;       // 0 = pick a free port (see Server::port())
   unsigned threads = 1;            // event loops; 0 = one per core
   int backlog = 1024;              // listen(2) backlog
+  // Event-loop engine. Default Epoll: io_uring measured 1.03x at 20 B (noise)
+  // and 0.91x at 16 KiB echo per server-CPU-second (docs/benchmarks.md). The environment variable
+  // CONDUIT_IO ("epoll" or "io_uring"), when set, overrides this field
+  // (it runs a whole test suite on either engine).
+  IoEngine io = IoEngine::Epoll;
   // Optional second listener for the HTTP routes only (/metrics, /healthz,
   // /readyz and the application's, see Server::add_route), e.g. on an address Prometheus can reach and clients cannot;
   // WebSocket upgrades there get 404. Empty host = none (the routes are always

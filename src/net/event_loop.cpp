@@ -1,5 +1,7 @@
 #include "net/event_loop.hpp"
 
+#include "net/uring_engine.hpp"
+
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -16,7 +18,7 @@ namespace {
 constexpr int kMaxEvents = 256;
 }
 
-EventLoop::EventLoop(unsigned index)
+EventLoop::EventLoop(unsigned index, IoEngine engine)
     : index_(index),
       epoll_fd_(::epoll_create1(EPOLL_CLOEXEC)),
       wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
@@ -28,10 +30,12 @@ EventLoop::EventLoop(unsigned index)
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
     throw std::system_error(errno, std::generic_category(), "event loop: eventfd");
   }
+  if (engine == IoEngine::IoUring) uring_ = UringEngine::create(wake_fd_, fallback_reason_);
   refresh_clock();
 }
 
 EventLoop::~EventLoop() {
+  uring_.reset();  // cancels what is still in flight before the descriptors go
   ::close(wake_fd_);
   ::close(epoll_fd_);
 }
@@ -42,10 +46,30 @@ void EventLoop::refresh_clock() noexcept {
 }
 
 bool EventLoop::watch(int fd, IoHandler* h, bool read_only) noexcept {
+  if (uring_) return uring_->watch(fd, h);
   epoll_event ev{};
   ev.events = read_only ? (EPOLLIN | EPOLLET) : (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
   ev.data.ptr = h;
   return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+bool EventLoop::receive(int fd, IoHandler* h) noexcept { return uring_ && uring_->receive(fd, h); }
+void EventLoop::cancel_receive(IoHandler* h) noexcept {
+  if (uring_) uring_->cancel_receive(h);
+}
+bool EventLoop::send(int fd, IoHandler* h, const iovec* iov, int count) noexcept {
+  return uring_ && uring_->send(fd, h, iov, count);
+}
+void EventLoop::cancel_send(IoHandler* h) noexcept {
+  if (uring_) uring_->cancel_send(h);
+}
+
+void EventLoop::unwatch(int fd) noexcept {
+  if (uring_) uring_->unwatch(fd);
+}
+
+void EventLoop::submit_prepared() noexcept {
+  if (uring_) uring_->submit_prepared();
 }
 
 void EventLoop::post(Task fn) {
@@ -90,19 +114,32 @@ int EventLoop::wait_timeout_ms() const noexcept {
 
 int EventLoop::run() {
   current_ = this;
+  const int err = uring_ ? run_uring() : run_epoll();
+  graveyard_.clear();
+  current_ = nullptr;
+  return err;
+}
+
+// One batch (see post()): handlers, posted tasks, due timers, then the hooks,
+// so output produced anywhere in the batch is flushed once at its end: one
+// gather write (epoll) or one send request (io_uring) per connection per
+// iteration.
+void EventLoop::end_batch() {
+  run_posted();
+  if (!timers_.empty()) run_timers();
+  for (auto& hook : end_of_batch_hooks_) hook();
+  graveyard_.clear();
+}
+
+int EventLoop::run_epoll() {
   epoll_event events[kMaxEvents];
-  int err = 0;
   while (!stop_.load(std::memory_order_relaxed)) {
     int n = ::epoll_wait(epoll_fd_, events, kMaxEvents, wait_timeout_ms());
     refresh_clock();
     if (n < 0) {
       if (errno == EINTR) continue;
-      err = errno;  // EBADF/EINVAL/EFAULT: nothing sensible left to wait on
-      break;
+      return errno;  // EBADF/EINVAL/EFAULT: nothing sensible left to wait on
     }
-    // One batch (see post()): handlers, posted tasks, due timers, then the
-    // hooks, so output produced anywhere in the batch is flushed once at its
-    // end (so Nagle would only add delay): one gather write per connection per iteration.
     for (int i = 0; i < n; ++i) {
       auto* h = static_cast<IoHandler*>(events[i].data.ptr);
       if (h) {
@@ -111,14 +148,29 @@ int EventLoop::run() {
         woken_ = true;
       }
     }
-    run_posted();
-    if (!timers_.empty()) run_timers();
-    for (auto& hook : end_of_batch_hooks_) hook();
-    graveyard_.clear();
+    end_batch();
   }
-  graveyard_.clear();
-  current_ = nullptr;
-  return err;
+  return 0;
+}
+
+int EventLoop::run_uring() {
+  if (int err = uring_->start(); err != 0) return err;
+  while (!stop_.load(std::memory_order_relaxed)) {
+    // Submits the previous batch's requests and waits, in one system call.
+    int err = uring_->submit_wait_dispatch(wait_timeout_ms(), woken_);
+    refresh_clock();
+    if (err) return err;
+    end_batch();
+  }
+  // Stopped: the connections have been closed and their receives (and any
+  // sends) cancelled. Collect those last completions, so that every handler
+  // waiting for one is released; bounded, should the kernel be slow.
+  for (int round = 0; round < 50 && uring_->outstanding() > 0; ++round) {
+    if (uring_->submit_wait_dispatch(100, woken_) != 0) break;
+    end_batch();
+  }
+  uring_->stop();
+  return 0;
 }
 
 void EventLoop::run_posted() {

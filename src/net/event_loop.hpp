@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -32,10 +33,31 @@
 
 namespace conduit::net {
 
+class UringEngine;
+
+// How a loop learns about its sockets: readiness (epoll; handlers read and
+// write themselves) or completions (io_uring; the loop receives into its
+// buffer ring and submits the handlers' sends, see uring_engine.hpp).
+enum class IoEngine : std::uint8_t { Epoll, IoUring };
+
 // Something with a descriptor registered on a loop's readiness set.
 class IoHandler {
  public:
   virtual void on_io(std::uint32_t epoll_events) = 0;
+  // Completion engine only (EventLoop::receive/send), loop thread:
+  // len bytes arrived into a loop buffer, valid (and writable: parsed in
+  // place) during the call only.
+  virtual void on_received(std::uint8_t* data, std::size_t len) {
+    (void)data;
+    (void)len;
+  }
+  // The receive armed by EventLoop::receive() ended: 0 at EOF, > 0 when the
+  // kernel ended it after delivering data (arm again to keep reading),
+  // -errno otherwise (-ECANCELED after cancel_receive(), -ENOBUFS when the
+  // buffer ring ran dry for a moment: arm again).
+  virtual void on_receive_stopped(int result) { (void)result; }
+  // A send from EventLoop::send() completed: bytes written, or -errno.
+  virtual void on_sent(int result) { (void)result; }
 
  protected:
   ~IoHandler() = default;
@@ -46,7 +68,9 @@ class EventLoop {
   static constexpr std::size_t read_buffer_size = 256 * 1024;
   using Task = std::function<void()>;
 
-  explicit EventLoop(unsigned index);
+  // engine IoUring falls back to Epoll when io_uring cannot be set up here;
+  // engine() says which one runs and fallback_reason() why.
+  explicit EventLoop(unsigned index, IoEngine engine = IoEngine::Epoll);
   virtual ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -88,7 +112,29 @@ class EventLoop {
   // Registers fd (edge-triggered; in and out unless read_only) with h as its
   // handler. h must stay alive until fd is closed and the current dispatch
   // batch has ended (see retire()).
+  // With the completion engine only read readiness (listeners) is watched;
+  // connections use receive() and send() instead.
   bool watch(int fd, IoHandler* h, bool read_only = false) noexcept;
+
+  // Before closing a watched descriptor (loop thread): the completion engine
+  // re-arms its poll by descriptor number. Nothing to do for epoll.
+  void unwatch(int fd) noexcept;
+
+  IoEngine engine() const noexcept { return uring_ ? IoEngine::IoUring : IoEngine::Epoll; }
+  bool completion_io() const noexcept { return uring_ != nullptr; }
+  const std::string& fallback_reason() const noexcept { return fallback_reason_; }
+  // Completion engine only (loop thread), see IoHandler: arms fd's multishot
+  // receive; cancels it; sends iov (at most UringEngine::max_send_iov
+  // entries are taken; the bytes must stay put until on_sent); cancels a send.
+  // The handler must stay alive until its final completion arrives. Requests
+  // are submitted with the batch's closing wait.
+  bool receive(int fd, IoHandler* h) noexcept;
+  void cancel_receive(IoHandler* h) noexcept;
+  bool send(int fd, IoHandler* h, const iovec* iov, int count) noexcept;
+  void cancel_send(IoHandler* h) noexcept;
+  // Completion engine: call before closing a descriptor that requests were
+  // prepared for in this batch (they name it by number; see UringEngine).
+  void submit_prepared() noexcept;
   // Keeps an object alive until the end of the current dispatch batch, so an
   // event already fetched for it in this batch does not reach freed memory.
   void retire(std::shared_ptr<void> obj) { graveyard_.push_back(std::move(obj)); }
@@ -104,13 +150,17 @@ class EventLoop {
     Task fn;
   };
   int wait_timeout_ms() const noexcept;
-  void dispatch(int n);
+  int run_epoll();
+  int run_uring();
+  void end_batch();
   void run_posted();
   void run_timers();
 
   unsigned index_;
   int epoll_fd_;
-  int wake_fd_;  // eventfd: posts from other threads
+  int wake_fd_;                         // eventfd: posts from other threads
+  std::unique_ptr<UringEngine> uring_;  // null: epoll
+  std::string fallback_reason_;
   std::unique_ptr<std::uint8_t[]> read_buffer_;
   NodePool pool_;
   iovec iov_[SendQueue::max_iov];

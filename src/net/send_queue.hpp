@@ -251,13 +251,23 @@ class SendQueue {
   // have been partly written already and nodes always end on frame
   // boundaries, so the stream stays well-formed and whatever is queued next
   // (the close frame) follows right after it.
-  void discard_all_but_head(NodePool& pool) noexcept {
+  void discard_all_but_head(NodePool& pool) noexcept { discard_after(pool, 1); }
+  // The same, keeping the first keep_nodes nodes that hold bytes (gather()
+  // skips the others): those a send request still in flight may be reading
+  // (io_uring), which must stay put until it completes.
+  void discard_after(NodePool& pool, int keep_nodes) noexcept {
     if (!head_) return;
-    QueueNode* rest = head_->next;
-    head_->next = nullptr;
-    tail_ = head_;
-    if (tail_->buf->owner == this) tail_->buf->owner = nullptr;  // no appends behind a cut
+    QueueNode* last = head_;
     bytes_ = head_->end - head_->begin;
+    for (int kept = 1; kept < keep_nodes && last->next;) {
+      last = last->next;
+      bytes_ += last->end - last->begin;
+      if (last->end != last->begin) ++kept;
+    }
+    QueueNode* rest = last->next;
+    last->next = nullptr;
+    tail_ = last;
+    if (tail_->buf->owner == this) tail_->buf->owner = nullptr;  // no appends behind a cut
     while (rest) {
       QueueNode* next = rest->next;
       release_node(pool, rest);

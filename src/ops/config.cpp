@@ -26,6 +26,7 @@ constexpr std::string_view kDefaults =
 listen = "127.0.0.1:8080"
 mode = "pubsub"               # pubsub | echo | broadcast | relay
 threads = 1                   # event loops; 0 = one per core
+io = "epoll"                  # epoll | io_uring (falls back to epoll where io_uring is unavailable)
 backlog = 1024
 handshake_timeout = "10s"     # slowloris guard
 close_timeout = "5s"          # wait for the peer's close frame
@@ -239,6 +240,17 @@ std::map<std::string, KeySpec> base_schema() {
       {"server.threads",
        {Kind::Integer, [](DaemonConfig& c, const toml::node& n,
                           const std::string& k) { c.server.threads = static_cast<unsigned>(get_int(n, k, 0, 1024)); }}},
+      {"server.io",
+       {Kind::String,
+        [](DaemonConfig& c, const toml::node& n, const std::string& k) {
+          std::string v = get_string(n, k);
+          if (v == "epoll")
+            c.server.io = IoEngine::Epoll;
+          else if (v == "io_uring")
+            c.server.io = IoEngine::IoUring;
+          else
+            throw ConfigError(k, "expected \"epoll\" or \"io_uring\", got \"" + v + "\"");
+        }}},
       {"server.backlog",
        {Kind::Integer, [](DaemonConfig& c, const toml::node& n,
                           const std::string& k) { c.server.backlog = static_cast<int>(get_int(n, k, 1, 65535)); }}},
@@ -902,6 +914,7 @@ std::string to_toml(const DaemonConfig& c) {
       << "listen = " << toml_string(listen_text(o.host, o.port)) << "\n"
       << "mode = " << toml_string(mode) << "\n"
       << "threads = " << o.threads << "\n"
+      << "io = " << toml_string(o.io == IoEngine::IoUring ? "io_uring" : "epoll") << "\n"
       << "backlog = " << o.backlog << "\n"
       << "handshake_timeout = " << duration(o.handshake_timeout) << "\n"
       << "close_timeout = " << duration(o.close_timeout) << "\n"

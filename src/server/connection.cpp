@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include "ops/log.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -89,6 +90,17 @@ void Connection::start() {
       return;
     }
   }
+  if (loop_.completion_io()) {
+    // The multishot receive reports the request once it has arrived: no
+    // read before it.
+    if (!loop_.receive(fd_, this)) {
+      ops::logger().error("event=io_uring_error remote={} reason=\"submission queue full\"", remote_address_);
+      finish(1006, "cannot receive");
+      return;
+    }
+    receiving_ = true;
+    return;
+  }
   if (!loop_.watch(fd_, this)) {
     ops::logger().error("event=epoll_error remote={} reason=\"{}\"", remote_address_, std::strerror(errno));
     finish(1006, "cannot watch socket");
@@ -147,11 +159,7 @@ void Connection::on_readable() {
     int err = 0;
     long n = transport_->read(fd_, buf, want, err);
     if (n > 0) {
-      bytes_in_ += static_cast<std::uint64_t>(n);
-      loop_.counters().bytes_received.inc(static_cast<std::uint64_t>(n));
-      last_rx_ms_ = clock32(loop_.now_ms());
-      awaiting_pong_ = false;
-      process_input(buf, static_cast<std::size_t>(n));
+      take_input(buf, static_cast<std::size_t>(n));
       // A short read drained the socket; a new edge will report anything
       // later (the reactor polls only after this handler has re-armed).
       if (static_cast<std::size_t>(n) < want && transport_->short_read_drains()) break;
@@ -176,6 +184,128 @@ void Connection::on_readable() {
       if (self->state_ != State::Closed) self->on_readable();
     });
   }
+}
+
+void Connection::take_input(std::uint8_t* data, std::size_t len) {
+  bytes_in_ += len;
+  loop_.counters().bytes_received.inc(len);
+  last_rx_ms_ = clock32(loop_.now_ms());
+  awaiting_pong_ = false;
+  process_input(data, len);
+}
+
+// ---------------------------------------------------------------- io_uring
+
+void Connection::on_received(std::uint8_t* data, std::size_t len) {
+  if (state_ == State::Closed) return;  // completions already on their way when we finished
+  if (!receive_paused_ && state_ == State::Open) {
+    // Backpressure, as the epoll path reads no more than the queue has room
+    // for: beyond the room, the input waits (parked) and the receive stops,
+    // so TCP pushes back on the peer until the sends have drained the queue.
+    const std::size_t room = input_room();
+    if (len > room) {
+      if (room > 0) take_input(data, room);
+      if (state_ == State::Closed) return;
+      data += room;
+      len -= room;
+      pause_receive();
+    }
+  }
+  if (receive_paused_) {
+    loop_.parked_input(this).bytes.append(reinterpret_cast<const char*>(data), len);
+    last_rx_ms_ = clock32(loop_.now_ms());
+    awaiting_pong_ = false;
+    return;
+  }
+  take_input(data, len);
+  if (state_ == State::Open && queue_.bytes() + parser_.buffered_bytes() >= core().options().send_queue_bytes / 2) {
+    pause_receive();
+  }
+}
+
+std::size_t Connection::input_room() const noexcept {
+  const std::size_t cap = core().options().send_queue_bytes;
+  const std::size_t committed = queue_.bytes() + parser_.buffered_bytes() + 64;
+  return cap > committed ? cap - committed : 0;
+}
+
+void Connection::pause_receive() {
+  receive_paused_ = true;
+  if (receiving_) loop_.cancel_receive(this);
+}
+
+void Connection::on_receive_stopped(int result) {
+  receiving_ = false;
+  if (state_ == State::Closed) {
+    release_if_quiet();
+    return;
+  }
+  const bool again = result > 0 || result == -ENOBUFS || result == -ECANCELED;
+  if (receive_paused_) {
+    // The end (EOF, an error) comes after the parked input, as it came.
+    if (!again) {
+      auto& parked = loop_.parked_input(this);
+      parked.ended = true;
+      parked.result = result;
+    }
+    drain_parked_input();
+    return;
+  }
+  if (result == 0) {
+    on_eof();
+  } else if (again) {
+    // Ended by the kernel after data, or the buffer ring ran dry for a
+    // moment (the buffers go back as completions are handled): re-arm.
+    resume_receive();
+  } else {
+    fail_io(-result);
+  }
+}
+
+// While paused: hands the parked input to the parser as the queue makes room
+// for it, then the end of the stream if it came, then resumes receiving once
+// the queue is below half its cap.
+void Connection::drain_parked_input() {
+  Loop::ParkedInput parked = loop_.take_parked_input(this);
+  std::size_t done = 0;
+  while (done < parked.bytes.size() && state_ == State::Open) {
+    const std::size_t room = input_room();
+    if (room == 0) break;
+    const std::size_t n = std::min(room, parked.bytes.size() - done);
+    take_input(reinterpret_cast<std::uint8_t*>(parked.bytes.data()) + done, n);
+    done += n;
+  }
+  if (state_ == State::Closed) return;
+  if (done < parked.bytes.size() && state_ == State::Open) {
+    parked.bytes.erase(0, done);
+    loop_.parked_input(this) = std::move(parked);
+    return;
+  }
+  // Closing: the rest only matters for a close frame (process_input ignores
+  // data after our close, as the epoll path does).
+  if (done < parked.bytes.size()) {
+    take_input(reinterpret_cast<std::uint8_t*>(parked.bytes.data()) + done, parked.bytes.size() - done);
+    if (state_ == State::Closed) return;
+  }
+  if (parked.ended) {
+    if (parked.result == 0) {
+      on_eof();
+    } else {
+      fail_io(-parked.result);
+    }
+    return;
+  }
+  if (queue_.bytes() < core().options().send_queue_bytes / 2) resume_receive();
+}
+
+void Connection::resume_receive() {
+  receive_paused_ = false;
+  if (receiving_ || state_ == State::Closed) return;
+  if (!loop_.receive(fd_, this)) {
+    fail_io(ENOMEM);
+    return;
+  }
+  receiving_ = true;
 }
 
 void Connection::on_writable() {

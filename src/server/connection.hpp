@@ -79,6 +79,10 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   // Engine entry points (loop thread only).
   void start();
   void on_io(std::uint32_t events) override;
+  // Completion engine (io_uring), see net::IoHandler.
+  void on_received(std::uint8_t* data, std::size_t len) override;
+  void on_receive_stopped(int result) override;
+  void on_sent(int result) override;
   void sweep(std::int64_t now_ms);  // heartbeats and timeouts
   void flush();                     // one gather write of everything queued
   // Queues a reference to already-framed fan-out frames (shared buffer range).
@@ -126,6 +130,11 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   // connection.cpp
   void on_readable();
   void on_writable();
+  void take_input(std::uint8_t* data, std::size_t len);  // bytes read, either engine
+  void resume_receive();                                 // io_uring: arms the receive again
+  void pause_receive();                                  // io_uring: backpressure
+  std::size_t input_room() const noexcept;               // input bytes the send queue can answer
+  void drain_parked_input();                             // io_uring: input held while paused
   void process_input(std::uint8_t* data, std::size_t len);
   void on_eof();
   void fail_io(int err);
@@ -161,6 +170,10 @@ class Connection final : public Session, public net::IoHandler, public std::enab
     queued_bytes_.store(b > UINT32_MAX ? UINT32_MAX : static_cast<std::uint32_t>(b), std::memory_order_relaxed);
   }
   void after_flush();
+  void submit_send();  // io_uring: the queue's head as one send request
+  // io_uring, once Closed: the queue and the loop's reference are kept
+  // until the kernel has given back every request of ours.
+  void release_if_quiet();
   void mark_dirty();
   // Stops accepting sends from other threads; queues (or discards) those
   // already admitted. Called before our close frame is queued.
@@ -208,9 +221,9 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool foreign_closed_ = true;
 
  private:
-  bool metrics_only_ : 1 = false;  // accepted on metrics.listen: HTTP routes only, no upgrades
-  bool read_posted_ : 1 = false;   // a read continuation is queued
-  bool write_blocked_ : 1 = false;
+  bool metrics_only_ : 1 = false;   // accepted on metrics.listen: HTTP routes only, no upgrades
+  bool read_posted_ : 1 = false;    // a read continuation is queued
+  bool write_blocked_ : 1 = false;  // epoll: socket full; io_uring: a send in flight
   bool dirty_ : 1 = false;
   bool awaiting_pong_ : 1 = false;
   bool close_sent_ : 1 = false;
@@ -218,8 +231,10 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   bool failed_ : 1 = false;      // protocol error: stop parsing, drain until EOF
   bool write_shut_ : 1 = false;  // shutdown(SHUT_WR) done
   bool counted_open_ : 1 = false;
-  bool high_water_ : 1 = false;  // queue went above half the cap (drain callback)
-  bool path_known_ : 1 = false;  // path_ holds the request target (before that it reads "/")
+  bool high_water_ : 1 = false;      // queue went above half the cap (drain callback)
+  bool path_known_ : 1 = false;      // path_ holds the request target (before that it reads "/")
+  bool receiving_ : 1 = false;       // io_uring: our multishot receive is armed
+  bool receive_paused_ : 1 = false;  // io_uring: receive cancelled for backpressure
 };
 
 template <class Fn>

@@ -118,9 +118,21 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   // Sends other threads made after the last batch die with the connection.
   stop_foreign_sends(PendingSends::Discard);
   state_ = State::Closed;
+  // io_uring: the kernel holds our receive (and maybe a send reading the
+  // queue); cancel them. Until their last completions the queue and the
+  // loop's reference stay (release_if_quiet), and the socket only really
+  // closes then.
+  const bool in_flight = loop_.completion_io() && (receiving_ || write_blocked_);
+  if (loop_.completion_io()) {
+    if (receiving_) loop_.cancel_receive(this);
+    if (write_blocked_) loop_.cancel_send(this);
+    // Before the close: a request of ours still unsubmitted names fd_ by
+    // number, which the next accept (or any thread's socket) may reuse.
+    loop_.submit_prepared();
+  }
   ::close(fd_);  // also leaves the loop's readiness set
   fd_ = -1;
-  queue_.clear(loop_.pool());
+  if (!(loop_.completion_io() && write_blocked_)) queue_.clear(loop_.pool());
   note_queue_bytes();
   handshake_.reset();
   deflate_.reset();
@@ -142,7 +154,7 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     if (core().handlers().on_close) guarded("on_close", [&] { core().handlers().on_close(*this, code, reason); });
   }
   core().on_connection_finished();
-  loop_.retire(std::move(self_));  // freed after the current batch
+  if (!in_flight) loop_.retire(std::move(self_));  // freed after the current batch
 }
 
 // ---------------------------------------------------------------- groups

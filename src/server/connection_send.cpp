@@ -2,8 +2,10 @@
 // and the gather write at the end of a batch.
 #include "ops/log.hpp"
 
+#include <cerrno>
 #include <cstring>
 
+#include "net/uring_engine.hpp"
 #include "server/connection.hpp"
 #include "server/loop.hpp"
 #include "server/server_core.hpp"
@@ -118,7 +120,11 @@ void Connection::overflow(std::size_t queued) {
   // Keep only the head node (its first bytes may already be on the wire, and
   // nodes always end on frame boundaries), so the close frame follows right
   // after what the peer's socket already holds.
-  queue_.discard_all_but_head(loop_.pool());
+  if (loop_.completion_io() && write_blocked_) {
+    queue_.discard_after(loop_.pool(), net::UringEngine::max_send_iov + 1);  // in flight: the kernel's until on_sent
+  } else {
+    queue_.discard_all_but_head(loop_.pool());
+  }
   note_queue_bytes();
   start_close(1008, "slow consumer", false, PendingSends::Discard);
 }
@@ -131,7 +137,9 @@ SendStatus Connection::enqueue_frame(wire::Opcode op, const std::uint8_t* data, 
     status = admit(size);
     if (status == SendStatus::Dropped) return status;
   }
-  if (size >= kWriteThroughBytes && queue_.empty() && !write_blocked_ && transport_->writes_through()) {
+  // (Not with io_uring: its sends complete later, so the bytes must be queued.)
+  if (size >= kWriteThroughBytes && queue_.empty() && !write_blocked_ && transport_->writes_through() &&
+      !loop_.completion_io()) {
     write_through(op, data, len, rsv1);
     return status;
   }
@@ -212,6 +220,10 @@ void Connection::mark_dirty() {
 void Connection::flush() {
   dirty_ = false;
   if (write_blocked_ || state_ == State::Closed) return;
+  if (loop_.completion_io()) {
+    submit_send();
+    return;
+  }
   std::uint64_t written = 0;
   int err = 0;
   Transport::WriteStatus status = transport_->write(fd_, queue_, loop_.pool(), loop_.iov(), written, err);
@@ -231,6 +243,46 @@ void Connection::flush() {
       fail_io(err);
       return;
   }
+}
+
+void Connection::submit_send() {
+  if (queue_.empty()) {
+    after_flush();
+    return;
+  }
+  const int count = queue_.gather(loop_.iov(), net::UringEngine::max_send_iov);
+  if (!loop_.send(fd_, this, loop_.iov(), count)) {
+    fail_io(ENOMEM);
+    return;
+  }
+  write_blocked_ = true;  // the queue's head is the kernel's until on_sent
+}
+
+void Connection::on_sent(int result) {
+  write_blocked_ = false;
+  if (state_ == State::Closed) {
+    release_if_quiet();
+    return;
+  }
+  if (result <= 0) {
+    fail_io(result == 0 ? EPIPE : -result);
+    return;
+  }
+  const auto n = static_cast<std::size_t>(result);
+  bytes_out_ += n;
+  loop_.counters().bytes_sent.inc(n);
+  queue_.consume(loop_.pool(), n);
+  note_queue_bytes();
+  submit_send();  // the rest, or after_flush() when all has left
+  if (receive_paused_ && state_ != State::Closed) drain_parked_input();
+}
+
+void Connection::release_if_quiet() {
+  if (state_ != State::Closed || receiving_ || write_blocked_ || !self_) return;
+  if (receive_paused_) loop_.take_parked_input(this);
+  queue_.clear(loop_.pool());
+  note_queue_bytes();
+  loop_.retire(std::move(self_));
 }
 
 void Connection::after_flush() {

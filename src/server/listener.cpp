@@ -61,7 +61,14 @@ std::unique_ptr<Listener> Listener::open(ServerCore& core, Loop& loop, const std
 Listener::~Listener() { close(); }
 
 void Listener::close() noexcept {
-  if (fd_ >= 0) ::close(fd_);
+  // With io_uring the loop's poll request holds the socket open after
+  // close(2): shutting it down first takes it out of the listening state,
+  // so the port is free (and refuses connections) at once either way.
+  if (fd_ >= 0) {
+    if (loop_.on_this_thread()) loop_.unwatch(fd_);
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+  }
   fd_ = -1;
 }
 

@@ -1,12 +1,53 @@
 #include "server/loop.hpp"
 
+#include <cstdlib>
+#include <cstring>
+
+#include "ops/log.hpp"
 #include "server/server_core.hpp"
 
 namespace conduit::server {
 
+namespace {
+// The engine asked for: CONDUIT_IO when set (so a test suite can run on
+// either engine without touching every server it starts), else server.io.
+// TLS connections read and write through OpenSSL's memory BIOs, which the
+// completion engine does not drive: a TLS server stays on epoll.
+IoEngine asked_engine(const ServerCore& core) {
+  IoEngine io = core.options().io;
+  if (const char* env = std::getenv("CONDUIT_IO"); env && *env) {
+    if (std::strcmp(env, "io_uring") == 0) {
+      io = IoEngine::IoUring;
+    } else if (std::strcmp(env, "epoll") == 0) {
+      io = IoEngine::Epoll;
+    } else {
+      ops::logger().warn("event=io_engine reason=\"CONDUIT_IO={} is neither epoll nor io_uring: ignored\"", env);
+    }
+  }
+  return io;
+}
+
+net::IoEngine requested_engine(const ServerCore& core) {
+  return asked_engine(core) == IoEngine::IoUring && !core.tls() ? net::IoEngine::IoUring : net::IoEngine::Epoll;
+}
+}  // namespace
+
 Loop::Loop(ServerCore& core, unsigned index)
-    : net::EventLoop(index), core_(core), connections_(&core.everyone()->sets[index]), fanout_(*this) {
+    : net::EventLoop(index, requested_engine(core)),
+      core_(core),
+      connections_(&core.everyone()->sets[index]),
+      fanout_(*this) {
   add_end_of_batch_hook([this] { end_batch(); });
+  // With io_uring asked for, one line per server (from its first loop):
+  // that it runs, or why epoll runs instead.
+  if (index == 0) {
+    if (completion_io()) {
+      ops::logger().info("event=io_engine engine=io_uring");
+    } else if (asked_engine(core) == IoEngine::IoUring) {
+      ops::logger().warn("event=io_engine engine=epoll requested=io_uring reason=\"{}\"",
+                         core.tls() ? "TLS runs on epoll only" : fallback_reason());
+    }
+  }
 }
 
 Loop::~Loop() = default;
@@ -75,6 +116,15 @@ void Loop::drain_foreign() {
     s.conn->enqueue_admitted(s);
   }
   foreign_.clear();
+}
+
+Loop::ParkedInput Loop::take_parked_input(const Connection* c) {
+  ParkedInput out;
+  if (auto it = parked_.find(c); it != parked_.end()) {
+    out = std::move(it->second);
+    parked_.erase(it);
+  }
+  return out;
 }
 
 void Loop::start_sweep() {

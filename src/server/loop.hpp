@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "conduit/message.hpp"
@@ -65,6 +66,19 @@ class Loop final : public net::EventLoop {
 
   void start_sweep();
 
+  // io_uring: input that reached a connection while its receive was paused
+  // for backpressure (what was already on its way when the pause began, or
+  // the part of a chunk beyond the queue's room), with how the receive ended
+  // if it did meanwhile. Rare, so kept here rather than in every connection.
+  struct ParkedInput {
+    std::string bytes;
+    bool ended = false;
+    int result = 0;  // on_receive_stopped's: 0 EOF, -errno
+  };
+  ParkedInput& parked_input(const Connection* c) { return parked_[c]; }
+  // Removes and returns c's parked input (empty when there is none).
+  ParkedInput take_parked_input(const Connection* c);
+
  private:
   void end_batch();
   void flush_dirty();
@@ -79,6 +93,7 @@ class Loop final : public net::EventLoop {
   FanOut fanout_;
   std::mutex foreign_mu_;
   std::vector<ForeignSend> foreign_;  // guarded by foreign_mu_
+  std::unordered_map<const Connection*, ParkedInput> parked_;
 };
 
 }  // namespace conduit::server

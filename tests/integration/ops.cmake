@@ -34,3 +34,11 @@ conduit_ops_test(relay          test_relay.py          120 LABELS interop ARGS R
 # A room spread over three event loops: every relayed message crosses threads.
 conduit_ops_test(relay_mt       test_relay.py          180 LABELS mt ARGS RelayThreads)
 conduit_ops_test(close_timeout  test_close_timeout.py  120)
+
+# The io_uring subset (label uring; see echo.cmake).
+foreach(m slow_consumer shutdown close_timeout admission)
+  conduit_uring_test(ops.${m} ${CONDUIT_OPS_TESTS_DIR} test_${m}.py 180)
+endforeach()
+conduit_uring_test(ops.relay ${CONDUIT_OPS_TESTS_DIR} test_relay.py 120 Relay)
+conduit_uring_test(ops.relay_mt ${CONDUIT_OPS_TESTS_DIR} test_relay.py 180 RelayThreads)
+conduit_uring_test(ops.fanout_stall ${CONDUIT_OPS_TESTS_DIR} test_fanout.py 180 Fanout.test_10_subscribers_stop_reading)

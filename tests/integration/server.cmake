@@ -6,3 +6,7 @@ target_link_libraries(conduit_server_inprocess_tests PRIVATE conduit GTest::gtes
 target_compile_options(conduit_server_inprocess_tests PRIVATE ${CONDUIT_WARNINGS})
 add_test(NAME server.inprocess COMMAND conduit_server_inprocess_tests)
 set_tests_properties(server.inprocess PROPERTIES LABELS "integration;mt" TIMEOUT 180)
+# The same binary on the io_uring engine (label uring, see echo.cmake).
+add_test(NAME uring.server.inprocess COMMAND conduit_server_inprocess_tests)
+set_tests_properties(uring.server.inprocess PROPERTIES LABELS "integration;uring" TIMEOUT 180
+  ENVIRONMENT "CONDUIT_IO=io_uring")
