@@ -14,8 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "server/handshake_state.hpp"
 #include "server/loop.hpp"
+#include "server/rare_state.hpp"
 #include "server/server_core.hpp"
 #include "server/tls.hpp"
 #include "wire/deflate.hpp"
@@ -36,7 +36,6 @@ Connection::Connection(Loop& loop, int fd, std::uint64_t id, std::string remote_
     : loop_(loop),
       id_(id),
       parser_(wire::Role::Server, initial_limits(loop.core().options())),
-      transport_(plain_transport()),
       remote_address_(std::move(remote_address)),
       fd_(fd),
       metrics_only_(metrics_only) {
@@ -45,6 +44,62 @@ Connection::Connection(Loop& loop, int fd, std::uint64_t id, std::string remote_
 
 Connection::~Connection() {
   if (fd_ >= 0) ::close(fd_);
+  delete rare_.load(std::memory_order_relaxed);
+}
+
+RareState& Connection::rare_state() {
+  if (RareState* r = rare()) return *r;
+  auto* r = new RareState();
+  rare_.store(r, std::memory_order_release);
+  return *r;
+}
+
+void Connection::end_handshake() noexcept {
+  RareState* r = rare();
+  if (!r) return;
+  r->handshake.reset();
+  if (!r->deflate && !r->tls && r->path.empty() && r->subprotocol.empty() && r->close_reason.empty()) {
+    rare_.store(nullptr, std::memory_order_relaxed);
+    delete r;
+  }
+}
+
+HandshakeState* Connection::handshake() const noexcept {
+  RareState* r = rare();
+  return r ? r->handshake.get() : nullptr;
+}
+
+wire::PerMessageDeflate* Connection::deflate() const noexcept {
+  RareState* r = rare();
+  return r ? r->deflate.get() : nullptr;
+}
+
+Transport& Connection::transport() const noexcept {
+  RareState* r = rare();
+  return r && r->tls ? *r->tls : plain_transport();
+}
+
+const std::string& Connection::path() const noexcept {
+  RareState* r = rare();
+  return r && !r->path.empty() ? r->path : root_path();
+}
+
+const std::string& Connection::subprotocol() const noexcept {
+  RareState* r = rare();
+  return r ? r->subprotocol : empty_string();
+}
+
+const std::string& Connection::close_reason() const noexcept {
+  RareState* r = rare();
+  return r ? r->close_reason : empty_string();
+}
+
+void Connection::set_close_reason(std::string_view reason) {
+  if (RareState* r = rare()) {
+    r->close_reason.assign(reason);  // reason may view close_reason: assign handles the overlap
+  } else if (!reason.empty()) {
+    rare_state().close_reason.assign(reason);
+  }
 }
 
 ServerCore& Connection::core() const noexcept { return loop_.core(); }
@@ -77,15 +132,16 @@ void Connection::start() {
   // inherited from the listening socket (we cork ourselves, so Nagle would
   // only add delay): no setsockopt per connection.
   self_ = shared_from_this();
-  started_ms_ = loop_.now_ms();
-  last_rx_ms_ = clock32(started_ms_);
+  const std::int64_t now = loop_.now_ms();
+  started_low_ = static_cast<std::uint32_t>(now);
+  started_high_ = static_cast<std::uint16_t>(now >> 32);
+  last_rx_ms_ = clock32(now);
   loop_.add(this);
   if (core().tls()) {
-    transport_ = core().tls()->new_session();
-    if (!transport_) {
+    rare_state().tls = core().tls()->new_session();
+    if (!rare()->tls) {
       loop_.counters().handshake_failures[static_cast<std::size_t>(HandshakeFailure::TlsFailure)].inc();
       ops::logger().warn("event=tls_error remote={} reason=\"cannot create TLS session\"", remote_address_);
-      transport_ = plain_transport();
       finish(1006, "tls setup failed");
       return;
     }
@@ -157,12 +213,12 @@ void Connection::on_readable() {
       if (room < want) want = room;
     }
     int err = 0;
-    long n = transport_->read(fd_, buf, want, err);
+    long n = transport().read(fd_, buf, want, err);
     if (n > 0) {
       take_input(buf, static_cast<std::size_t>(n));
       // A short read drained the socket; a new edge will report anything
       // later (the reactor polls only after this handler has re-armed).
-      if (static_cast<std::size_t>(n) < want && transport_->short_read_drains()) break;
+      if (static_cast<std::size_t>(n) < want && transport().short_read_drains()) break;
       if (write_blocked_ && state_ == State::Open) break;  // backpressure; on_writable resumes
       continue;
     }
@@ -175,7 +231,7 @@ void Connection::on_readable() {
     break;
   }
   if (state_ == State::Closed) return;
-  if (!dirty_ && transport_->has_pending_output()) mark_dirty();  // TLS handshake records
+  if (!dirty_ && transport().has_pending_output()) mark_dirty();  // TLS handshake records
   if (write_blocked_ && state_ == State::Open) return;            // resumed by on_writable
   if (more && !read_posted_) {
     read_posted_ = true;
@@ -318,7 +374,7 @@ void Connection::on_writable() {
 
 void Connection::process_input(std::uint8_t* data, std::size_t len) {
   if (state_ == State::Handshake) {
-    if (handshake_ && handshake_->route) {
+    if (const HandshakeState* h = handshake(); h && h->route) {
       read_request_body(data, len);
     } else {
       process_handshake(data, len);
@@ -333,7 +389,7 @@ void Connection::on_eof() {
   if (state_ == State::Handshake) {
     finish(1006, "closed during handshake");
   } else if (close_received_ || (close_sent_ && failed_)) {
-    finish(close_code_, close_reason_.get());
+    finish(close_code_, close_reason());
   } else {
     finish(1006, close_sent_ ? "peer closed without answering our close" : "peer closed without close frame");
   }
@@ -346,7 +402,7 @@ void Connection::fail_io(int err) {
       loop_.counters().handshake_failures[static_cast<std::size_t>(HandshakeFailure::TlsFailure)].inc();
     }
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::Tls)].inc();
-    ops::logger().warn("event=tls_error remote={} reason=\"{}\"", remote_address_, transport_->last_error());
+    ops::logger().warn("event=tls_error remote={} reason=\"{}\"", remote_address_, transport().last_error());
     finish(1006, "TLS failure");
     return;
   }
@@ -364,12 +420,13 @@ void Connection::on_message(wire::Opcode op, std::uint8_t* data, std::size_t len
   const auto& on_message = core().handlers().on_message;
   MessageType type = op == wire::Opcode::Text ? MessageType::Text : MessageType::Binary;
   if (compressed) {
-    if (!deflate_) {
+    wire::PerMessageDeflate* const deflate = this->deflate();
+    if (!deflate) {
       on_error(1002, "compressed frame without negotiated extension");
       return;
     }
     static thread_local std::string inflated;
-    switch (deflate_->decompress(data, len, inflated, core().options().max_message_bytes)) {
+    switch (deflate->decompress(data, len, inflated, core().options().max_message_bytes)) {
       case wire::InflateResult::Ok:
         break;
       case wire::InflateResult::TooBig:

@@ -27,7 +27,6 @@
 #include "server/failures.hpp"
 #include "server/fanout.hpp"
 #include "server/foreign_send.hpp"
-#include "server/rare_string.hpp"
 #include "server/transport.hpp"
 #include "wire/parser.hpp"
 
@@ -45,6 +44,7 @@ class Loop;
 class ServerCore;
 struct HandshakeState;
 struct HttpRoute;
+struct RareState;
 
 class Connection final : public Session, public net::IoHandler, public std::enable_shared_from_this<Connection> {
  public:
@@ -69,8 +69,8 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void close(std::uint16_t code, std::string_view reason) override;
   std::uint64_t id() const noexcept override { return id_; }
   const std::string& remote_address() const noexcept override { return remote_address_; }
-  const std::string& path() const noexcept override { return path_.get(); }
-  const std::string& subprotocol() const noexcept override { return subprotocol_.get(); }
+  const std::string& path() const noexcept override;
+  const std::string& subprotocol() const noexcept override;
   std::size_t buffered_amount() const noexcept override { return queued_bytes_.load(std::memory_order_relaxed); }
   bool is_open() const noexcept override { return state_ == State::Open; }
   unsigned loop_index() const noexcept override;
@@ -89,8 +89,8 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   void deliver_shared(net::FrameBuffer* buf, std::uint32_t begin, std::uint32_t end, std::size_t messages);
   // Queues a message another thread's send() already admitted.
   void enqueue_admitted(const ForeignSend& s);
-  bool compressed() const noexcept { return deflate_ != nullptr; }
-  wire::PerMessageDeflate* deflate() noexcept { return deflate_.get(); }
+  bool compressed() const noexcept { return deflate() != nullptr; }
+  wire::PerMessageDeflate* deflate() const noexcept;
   void go_away();           // graceful shutdown: close 1001
   void abort_connection();  // immediate drop
   State state() const noexcept { return state_; }
@@ -127,6 +127,18 @@ class Connection final : public Session, public net::IoHandler, public std::enab
 
  private:
   ServerCore& core() const noexcept;
+  // The rarely used state (rare_state.hpp). rare(): null when never needed;
+  // rare_state(): allocates it (loop thread only).
+  RareState* rare() const noexcept { return rare_.load(std::memory_order_acquire); }
+  RareState& rare_state();
+  HandshakeState* handshake() const noexcept;
+  Transport& transport() const noexcept;
+  const std::string& close_reason() const noexcept;
+  void set_close_reason(std::string_view reason);
+  // Frees the RareState when the handshake leaves nothing in it. Only before
+  // the session opens: from then on other threads may read path() and
+  // subprotocol() through it.
+  void end_handshake() noexcept;
   // connection.cpp
   void on_readable();
   void on_writable();
@@ -190,15 +202,13 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   std::uint64_t id_;
   wire::Parser parser_;
   net::SendQueue queue_;
-  std::unique_ptr<HandshakeState> handshake_;
-  std::unique_ptr<wire::PerMessageDeflate> deflate_;
-  TransportPtr transport_;
+  // Handshake buffer, deflate, TLS, path other than "/", subprotocol and
+  // close reason: null for most connections. Set on the loop thread; atomic
+  // because other threads may read path() and subprotocol() while a close
+  // reason is being stored. Deleted with the connection.
+  std::atomic<RareState*> rare_{nullptr};
   GroupMembership* groups_ = nullptr;  // application groups, linked by next_of_connection
   std::string remote_address_;
-  RootByDefault path_;  // the request target ("/" for most connections)
-  EmptyByDefault subprotocol_;
-  EmptyByDefault close_reason_;
-  std::int64_t started_ms_ = 0;
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
   // The loop clock's low 32 bits (clock32), compared by since(): the spans
@@ -211,7 +221,13 @@ class Connection final : public Session, public net::IoHandler, public std::enab
   std::uint32_t timer_ms_ = 0;
   static std::uint32_t clock32(std::int64_t ms) noexcept { return static_cast<std::uint32_t>(ms); }
   static std::int64_t since(std::int64_t now, std::uint32_t then) noexcept { return clock32(now) - then; }
+  // When the connection was accepted, on the loop clock: 48 bits of
+  // milliseconds (8,900 years, unlike 32 bits' 49 days: connections may
+  // live longer) in 6 bytes, which pack with the small fields below.
+  std::uint32_t started_low_ = 0;
+  std::int64_t started_ms() const noexcept { return (std::int64_t{started_high_} << 32) | started_low_; }
   int fd_;
+  std::uint16_t started_high_ = 0;
   std::uint16_t close_code_ = 1006;
   State state_ = State::Handshake;
 

@@ -4,8 +4,8 @@
 #include "ops/log.hpp"
 
 #include "server/connection.hpp"
-#include "server/handshake_state.hpp"
 #include "server/loop.hpp"
+#include "server/rare_state.hpp"
 #include "server/server_core.hpp"
 #include "wire/deflate.hpp"
 #include "wire/frame.hpp"
@@ -20,7 +20,7 @@ void Connection::on_close(std::uint16_t code, std::string_view reason) {
     close_received_ = true;
     // Echo the peer's code (RFC 6455 §5.5.1); a close without a code is answered with an empty close.
     close_code_ = code;
-    close_reason_.assign(reason);
+    set_close_reason(reason);
     std::string payload = wire::close_payload(code == 1005 ? 1005 : code, {});
     enqueue_frame(wire::Opcode::Close, reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size(), false,
                   Admission::Control);
@@ -52,7 +52,7 @@ void Connection::start_close(std::uint16_t code, std::string_view reason, bool f
   state_ = State::Closing;
   failed_ = failed;
   close_code_ = code;
-  close_reason_.assign(reason);
+  set_close_reason(reason);
   std::string payload = wire::close_payload(code, reason);
   enqueue_frame(wire::Opcode::Close, reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size(), false,
                 Admission::Control);
@@ -75,9 +75,9 @@ void Connection::sweep(std::int64_t now) {
   const ServerOptions& o = core().options();
   switch (state_) {
     case State::Handshake:
-      if (now - started_ms_ >= o.handshake_timeout.count()) {
+      if (now - started_ms() >= o.handshake_timeout.count()) {
         loop_.counters().handshake_failures[static_cast<std::size_t>(HandshakeFailure::Timeout)].inc();
-        ops::logger().warn("event=handshake_timeout remote={} after_ms={}", remote_address_, now - started_ms_);
+        ops::logger().warn("event=handshake_timeout remote={} after_ms={}", remote_address_, now - started_ms());
         finish(1006, "handshake timeout");
       }
       break;
@@ -105,7 +105,7 @@ void Connection::sweep(std::int64_t now) {
         if (!close_received_ && !failed_) {
           loop_.counters().errors[static_cast<std::size_t>(ErrorKind::CloseTimeout)].inc();
         }
-        finish(close_received_ || failed_ ? close_code_ : 1006, close_reason_.get());
+        finish(close_received_ || failed_ ? close_code_ : 1006, close_reason());
       }
       break;
     case State::Closed:
@@ -134,9 +134,13 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
   fd_ = -1;
   if (!(loop_.completion_io() && write_blocked_)) queue_.clear(loop_.pool());
   note_queue_bytes();
-  handshake_.reset();
-  deflate_.reset();
-  transport_ = plain_transport();
+  // The RareState stays (other threads may still read path() and
+  // subprotocol()); what it owns for the stream goes now.
+  if (RareState* r = rare()) {
+    r->handshake.reset();
+    r->deflate.reset();
+    r->tls.reset();
+  }
   leave_all_groups();
   loop_.remove(this);
   auto self = shared_from_this();  // keep alive through the callbacks below
@@ -144,12 +148,12 @@ void Connection::finish(std::uint16_t code, std::string_view reason) {
     core().admission().release(remote_ip());
     loop_.counters().connections_active.dec();
     loop_.counters().count_close(code);
-    auto duration = loop_.now_ms() - started_ms_;
+    auto duration = loop_.now_ms() - started_ms();
     ops::logger().info(
         "event=close id={} remote={} path={} subprotocol={} code={} reason=\"{}\" duration_ms={} bytes_in={} "
         "bytes_out={}",
-        id_, remote_address_, path_.get(), subprotocol_.empty() ? "-" : subprotocol_.get(), code, reason, duration,
-        bytes_in_, bytes_out_);
+        id_, remote_address_, path(), subprotocol().empty() ? "-" : subprotocol(), code, reason, duration, bytes_in_,
+        bytes_out_);
     for (const auto& hook : core().close_hooks()) guarded("close_hook", [&] { hook(*this); });
     if (core().handlers().on_close) guarded("on_close", [&] { core().handlers().on_close(*this, code, reason); });
   }

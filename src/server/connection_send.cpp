@@ -70,10 +70,11 @@ SendStatus Connection::enqueue_message(std::string_view data, MessageType type, 
   const std::uint8_t* payload = reinterpret_cast<const std::uint8_t*>(data.data());
   std::size_t len = data.size();
   bool rsv1 = false;
-  if (deflate_ && len >= core().deflate_config().min_compress_bytes) {
+  wire::PerMessageDeflate* const deflate = this->deflate();
+  if (deflate && len >= core().deflate_config().min_compress_bytes) {
     static thread_local std::string compressed;
     compressed.clear();
-    deflate_->compress(payload, len, compressed);
+    deflate->compress(payload, len, compressed);
     payload = reinterpret_cast<const std::uint8_t*>(compressed.data());
     len = compressed.size();
     rsv1 = true;
@@ -138,7 +139,7 @@ SendStatus Connection::enqueue_frame(wire::Opcode op, const std::uint8_t* data, 
     if (status == SendStatus::Dropped) return status;
   }
   // (Not with io_uring: its sends complete later, so the bytes must be queued.)
-  if (size >= kWriteThroughBytes && queue_.empty() && !write_blocked_ && transport_->writes_through() &&
+  if (size >= kWriteThroughBytes && queue_.empty() && !write_blocked_ && transport().writes_through() &&
       !loop_.completion_io()) {
     write_through(op, data, len, rsv1);
     return status;
@@ -166,7 +167,7 @@ void Connection::write_through(wire::Opcode op, const std::uint8_t* data, std::s
 // and then flushed at the end of the batch like any queued output.
 void Connection::write_through(const iovec* iov, int count) {
   int err = 0;
-  const long n = transport_->write_through(fd_, iov, count, err);
+  const long n = transport().write_through(fd_, iov, count, err);
   // A failure (reset, EPIPE) is not handled here: the bytes are queued whole
   // and the end-of-batch flush meets the same error and fails the connection
   // the usual way.
@@ -226,7 +227,7 @@ void Connection::flush() {
   }
   std::uint64_t written = 0;
   int err = 0;
-  Transport::WriteStatus status = transport_->write(fd_, queue_, loop_.pool(), loop_.iov(), written, err);
+  Transport::WriteStatus status = transport().write(fd_, queue_, loop_.pool(), loop_.iov(), written, err);
   if (written) {
     bytes_out_ += written;
     loop_.counters().bytes_sent.inc(written);
@@ -293,20 +294,20 @@ void Connection::after_flush() {
       guarded("on_drain", [&] { core().handlers().on_drain(*this); });
     }
   }
-  if (close_sent_ && close_received_ && queue_.empty() && !transport_->has_pending_output()) {
+  if (close_sent_ && close_received_ && queue_.empty() && !transport().has_pending_output()) {
     // Close handshake complete and our close has left: the server closes the
     // TCP connection first (RFC 6455 §7.1.1). The peer sends nothing after
     // its close frame, so closing now does not reset the connection (and for
     // plain TCP the close alone sends the FIN: one syscall less per connection).
-    if (!transport_->close_ends_stream()) transport_->shutdown_write(fd_);
-    finish(close_code_, close_reason_.get());
+    if (!transport().close_ends_stream()) transport().shutdown_write(fd_);
+    finish(close_code_, close_reason());
     return;
   }
   if (close_sent_ && !write_shut_ && failed_ && queue_.empty()) {
     // After a protocol error or an HTTP response: shut down our direction and
     // read until the peer closes (or close_timeout), so that unread input
     // does not turn our close into a reset before the peer has read it.
-    transport_->shutdown_write(fd_);
+    transport().shutdown_write(fd_);
     write_shut_ = true;
   }
 }

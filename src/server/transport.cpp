@@ -62,8 +62,6 @@ class PlainTransport final : public Transport {
       return -1;
     }
   }
-
-  bool owned_by_connection() const noexcept override { return false; }
 };
 
 PlainTransport g_plain;
@@ -77,6 +75,6 @@ long Transport::write_through(int, const iovec*, int, int& err) {
   return -1;
 }
 
-TransportPtr plain_transport() noexcept { return TransportPtr(&g_plain); }
+Transport& plain_transport() noexcept { return g_plain; }
 
 }  // namespace conduit::server

@@ -1,7 +1,7 @@
 // How a connection's bytes meet its socket: plain TCP, or TLS over memory BIOs
 // (server/tls.hpp). The connection's engine is the same for both; only these
 // few operations differ, so a plain connection carries no TLS state at all
-// (it points at one shared, stateless PlainTransport).
+// (it uses one shared, stateless PlainTransport).
 #pragma once
 #include <sys/uio.h>
 
@@ -49,18 +49,12 @@ class Transport {
   // Ends our direction of the stream (TLS: close_notify first).
   virtual void shutdown_write(int fd) noexcept;
   virtual std::string_view last_error() const noexcept { return {}; }
-  // False only for the shared plain transport, which is never deleted.
-  virtual bool owned_by_connection() const noexcept { return true; }
 };
 
-struct TransportDeleter {
-  void operator()(Transport* t) const noexcept {
-    if (t && t->owned_by_connection()) delete t;
-  }
-};
-using TransportPtr = std::unique_ptr<Transport, TransportDeleter>;
+using TransportPtr = std::unique_ptr<Transport>;
 
-// The one plain transport, shared by every ws:// connection (it has no state).
-TransportPtr plain_transport() noexcept;
+// The one plain transport, shared by every ws:// connection (it has no
+// state): a plain connection holds no transport object of its own.
+Transport& plain_transport() noexcept;
 
 }  // namespace conduit::server

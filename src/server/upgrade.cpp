@@ -11,9 +11,9 @@
 #include <memory>
 
 #include "server/connection.hpp"
-#include "server/handshake_state.hpp"
 #include "server/http_routes.hpp"
 #include "server/loop.hpp"
+#include "server/rare_state.hpp"
 #include "server/server_core.hpp"
 #include "wire/deflate.hpp"
 #include "wire/handshake.hpp"
@@ -103,18 +103,18 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
   // buffer, allocated for that and freed after the response.
   std::string_view head;
   std::size_t consumed_from_data = 0;
-  if (!handshake_) {
+  if (!handshake()) {
     const std::string_view in(reinterpret_cast<const char*>(data), len);
     const std::size_t pos = in.find("\r\n\r\n");
     if (pos == std::string_view::npos || pos + 4 > kMaxRequestHeader) {
-      handshake_ = std::make_unique<HandshakeState>();
+      rare_state().handshake = std::make_unique<HandshakeState>();
     } else {
       head = in.substr(0, pos + 4);
       consumed_from_data = head.size();
     }
   }
-  if (handshake_) {
-    HandshakeState& h = *handshake_;
+  if (HandshakeState* held = handshake()) {
+    HandshakeState& h = *held;
     std::size_t old = h.buf.size();
     std::size_t room = kMaxRequestHeader - old;
     h.buf.append(reinterpret_cast<const char*>(data), std::min(len, room));
@@ -141,9 +141,10 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     refuse(400, error, HandshakeFailure::BadRequest);
     return;
   }
-  path_.assign(up.target);
+  // "/" is path()'s value without a RareState: only another target is stored.
+  if (up.target != root_path()) rare_state().path.assign(up.target);
   path_known_ = true;
-  const std::string& target = path_.get();
+  const std::string& target = path();
   const std::string_view path_only = std::string_view(target).substr(0, target.find('?'));
 
   wire::UpgradeCheck check = wire::check_upgrade_request(up);
@@ -174,11 +175,11 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
                HandshakeFailure::BodyTooLarge);
         return;
       }
-      if (!handshake_) {
-        handshake_ = std::make_unique<HandshakeState>();
-        handshake_->buf.assign(head);
+      if (!handshake()) {
+        rare_state().handshake = std::make_unique<HandshakeState>();
+        handshake()->buf.assign(head);
       }
-      HandshakeState& h = *handshake_;
+      HandshakeState& h = *handshake();
       h.buf.resize(header_len);  // anything read past the head is in rest
       h.route = route;
       h.header_len = static_cast<std::uint32_t>(header_len);
@@ -262,34 +263,33 @@ void Connection::process_handshake(std::uint8_t* data, std::size_t len) {
     std::string_view offers = up.header("Sec-WebSocket-Extensions", scratch_ext);
     if (!offers.empty()) {
       if (auto neg = wire::negotiate_deflate(offers, core().deflate_config())) {
-        deflate_ =
+        rare_state().deflate =
             std::make_unique<wire::PerMessageDeflate>(wire::Role::Server, neg->params, core().deflate_config().level);
         extensions = neg->response;
       }
     }
   }
-  subprotocol_.assign(subprotocol);
+  if (!subprotocol.empty()) rare_state().subprotocol.assign(subprotocol);
   // The 101 is written straight into the send queue (a pooled chunk), with
   // the accept key on the stack: no heap string per upgrade.
   wire::AcceptKey accept;
   wire::compute_accept_key(check.key, accept);
   const std::string_view accept_view(accept.data(), accept.size());
-  const std::size_t response_len = wire::accept_response_size(accept_view, subprotocol_.get(), extensions);
+  const std::size_t response_len = wire::accept_response_size(accept_view, subprotocol, extensions);
   char stack_response[512];
-  if (response_len <= sizeof stack_response && queue_.empty() && transport_->writes_through()) {
+  if (response_len <= sizeof stack_response && queue_.empty() && transport().writes_through()) {
     // Plain TCP: the 101 leaves now, from the stack. Queued, it would hold a
     // pooled chunk until the end of the batch, and an accept burst would
     // leave the loop's pool holding hundreds of them.
-    const iovec iov{stack_response,
-                    wire::write_accept_response(stack_response, accept_view, subprotocol_.get(), extensions)};
+    const iovec iov{stack_response, wire::write_accept_response(stack_response, accept_view, subprotocol, extensions)};
     write_through(&iov, 1);
   } else {
     std::uint8_t* p = queue_.reserve(loop_.pool(), response_len);
-    queue_.commit(wire::write_accept_response(reinterpret_cast<char*>(p), accept_view, subprotocol_.get(), extensions));
+    queue_.commit(wire::write_accept_response(reinterpret_cast<char*>(p), accept_view, subprotocol, extensions));
     note_queue_bytes();
     mark_dirty();
   }
-  handshake_.reset();  // check.key and the request views point into it (or the read buffer) until here
+  end_handshake();  // check.key and the request views point into its buffer (or the read buffer) until here
   complete_upgrade(rest, rest_len);
 }
 
@@ -299,11 +299,11 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
     std::lock_guard lock(loop_.foreign_mutex());
     foreign_closed_ = false;  // other threads may send from here on
   }
-  parser_.set_limits(limits_for(core().options(), deflate_ != nullptr));
+  parser_.set_limits(limits_for(core().options(), compressed()));
   loop_.counters().connections_total.inc();
   loop_.counters().connections_active.inc();
-  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_,
-                     path_.get(), subprotocol_.empty() ? "-" : subprotocol_.get(), deflate_ ? "deflate" : "none");
+  ops::logger().info("event=open id={} remote={} path={} subprotocol={} compression={}", id_, remote_address_, path(),
+                     subprotocol().empty() ? "-" : subprotocol(), compressed() ? "deflate" : "none");
   if (core().handlers().on_open) guarded("on_open", [&] { core().handlers().on_open(*this); });
   if (rest_len > 0 && state_ == State::Open) parser_.consume(rest, rest_len, *this);
 }
@@ -311,7 +311,7 @@ void Connection::complete_upgrade(std::uint8_t* rest, std::size_t rest_len) {
 // ---------------------------------------------------------------- HTTP routes
 
 void Connection::read_request_body(std::uint8_t* data, std::size_t len) {
-  HandshakeState& h = *handshake_;
+  HandshakeState& h = *handshake();
   const std::size_t want = std::size_t{h.header_len} + h.body_len - h.buf.size();
   // Bytes past the body (a pipelined second request) are ignored: the
   // connection closes after this response.
@@ -361,21 +361,21 @@ bool Connection::answer_head_check(const HttpRoute& route, const wire::UpgradeRe
   if (response.empty()) {
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
     ops::logger().error("event=http_route_failed remote={} path={} reason=\"head check failed\"", remote_address_,
-                        path_.get());
+                        path());
     close_code_ = 1006;
-    close_reason_.assign("head check failed");
+    set_close_reason("head check failed");
     respond_and_close(wire::make_error_response(500, "internal error"));
     return true;
   }
   if (req.method == "HEAD") response.erase(response.find("\r\n\r\n") + 4);
   close_code_ = 1006;
-  close_reason_.assign("answered by the route's head check");
+  set_close_reason("answered by the route's head check");
   respond_and_close(response);  // the body, if any, is drained unread
   return true;
 }
 
 void Connection::serve_route() {
-  HandshakeState& h = *handshake_;
+  HandshakeState& h = *handshake();
   if (h.answer_pending) return;  // bytes after the body: ignored while the answer is on its way
   wire::UpgradeRequest& up = request_scratch();
   RequestHeadParser parser(up);
@@ -419,9 +419,10 @@ void Connection::serve_route() {
 }
 
 void Connection::answer_route(const HttpResponse& response) {
-  if (state_ != State::Handshake || !handshake_ || !handshake_->answer_pending) return;
+  HandshakeState* h = handshake();
+  if (state_ != State::Handshake || !h || !h->answer_pending) return;
   // The method decides whether the body goes out; the head is still in buf.
-  const bool head = std::string_view(handshake_->buf).starts_with("HEAD ");
+  const bool head = std::string_view(h->buf).starts_with("HEAD ");
   send_route_response(response, head);
 }
 
@@ -438,10 +439,9 @@ void Connection::send_route_response(const HttpResponse& r, bool head) {
   }
   if (failure) {
     loop_.counters().errors[static_cast<std::size_t>(ErrorKind::HandlerException)].inc();
-    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path_.get(),
-                        failure);
+    ops::logger().error("event=http_route_failed remote={} path={} reason=\"{}\"", remote_address_, path(), failure);
     close_code_ = 1006;
-    close_reason_.assign(failure);
+    set_close_reason(failure);
     respond_and_close(wire::make_error_response(500, "internal error"));
     return;
   }
@@ -453,7 +453,7 @@ void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailu
   // HandshakeFailure::Count: already counted under the accept hook's own label.
   if (why != HandshakeFailure::Count) loop_.counters().handshake_failures[static_cast<std::size_t>(why)].inc();
   // A request refused before its head was parsed has no path to log.
-  const std::string_view path = path_known_ ? std::string_view(path_.get()) : std::string_view();
+  const std::string_view path = path_known_ ? std::string_view(this->path()) : std::string_view();
   if (why == HandshakeFailure::NotFound) {
     ops::logger().info("event=http status={} remote={} path={}", status, remote_address_, path);
   } else {
@@ -461,14 +461,14 @@ void Connection::refuse(unsigned status, std::string_view reason, HandshakeFailu
                        remote_address_, path);
   }
   close_code_ = 1006;
-  close_reason_.assign(reason);
+  set_close_reason(reason);
   respond_and_close(wire::make_error_response(status, reason, extra));
 }
 
 // Queues a whole HTTP response; after it has left, our side is shut down and
 // the connection drains until the peer closes (bounded by close_timeout).
 void Connection::respond_and_close(std::string_view response) {
-  handshake_.reset();
+  end_handshake();
   std::uint8_t* p = queue_.reserve(loop_.pool(), response.size());
   std::memcpy(p, response.data(), response.size());
   queue_.commit(response.size());

@@ -72,10 +72,12 @@ class Parser {
   template <class Handler>
   bool consume(std::uint8_t* data, std::size_t len, Handler& h);
 
-  // True when no partial frame or message is held (and no heap memory).
-  bool idle() const noexcept { return state_ != State::Payload && header_len_ == 0 && message_op_ == 0; }
+  // True when no partial frame or message is held, and so no heap memory.
+  bool idle() const noexcept { return state_ != State::Payload && !held_ && message_op_ == 0; }
   // Bytes currently held for an incomplete message.
-  std::size_t buffered_bytes() const noexcept { return message_size() + control_len_ + header_len_; }
+  std::size_t buffered_bytes() const noexcept {
+    return held_ ? held_->message.size() + held_->control_len + held_->header_len : 0;
+  }
   bool failed() const noexcept { return state_ == State::Failed; }
   bool closed() const noexcept { return state_ == State::Closed; }
   void set_limits(ParserLimits limits) noexcept {
@@ -104,8 +106,31 @@ class Parser {
   template <class Handler>
   bool deliver_control(Handler& h, const std::uint8_t* data, std::size_t len);
 
+  // Bytes kept across calls to consume(): the part of a message, a header or
+  // a control frame that a read split. Allocated when a split happens and
+  // freed as soon as it holds nothing, so that an idle parser is only the
+  // frame state below (a server holds one parser per connection).
+  struct Held {
+    std::vector<std::uint8_t> message;  // fragments of the open message (unmasked)
+    std::uint8_t header[kMaxHeader];
+    std::uint8_t header_len = 0;
+    std::uint8_t control_len = 0;  // bytes in control
+    std::uint8_t control[kMaxControlPayload];
+  };
+  Held& held() {
+    if (!held_) held_ = std::make_unique<Held>();
+    return *held_;
+  }
+  void release_held_if_empty() noexcept {
+    if (held_ && held_->message.empty() && held_->header_len == 0 && held_->control_len == 0) held_.reset();
+  }
+  std::size_t header_len() const noexcept { return held_ ? held_->header_len : 0; }
+
   void release_message() noexcept {
-    message_.reset();
+    if (held_) {
+      held_->message = {};  // frees the capacity too
+      release_held_if_empty();
+    }
     message_op_ = 0;
   }
 
@@ -113,28 +138,22 @@ class Parser {
     return message_op_ == static_cast<std::uint8_t>(Opcode::Text) && !message_compressed_;
   }
 
-  std::size_t message_size() const noexcept { return message_ ? message_->size() : 0; }
+  std::size_t message_size() const noexcept { return held_ ? held_->message.size() : 0; }
 
-  // Layout: largest members first; the whole object is 64 bytes on LP64 (a
-  // server holds one per connection). Buffers exist only while they hold
-  // bytes: message_ for a message split across reads or frames, control_
-  // for a control frame split across reads.
-  std::unique_ptr<std::vector<std::uint8_t>> message_;  // fragments of the open message (unmasked)
-  std::unique_ptr<std::uint8_t[]> control_;
+  // Layout: largest members first; the whole object is 40 bytes on LP64 (a
+  // server holds one per connection).
+  std::unique_ptr<Held> held_;  // null while nothing is split across reads
   std::uint64_t max_message_bytes_;
   std::uint64_t frame_remaining_ = 0;  // payload bytes of the current frame not yet seen
   Utf8Validator utf8_;                 // state of the open uncompressed Text message
   std::uint8_t mask_key_[4] = {};
-  std::uint8_t header_[kMaxHeader] = {};  // header split across reads
-  std::uint8_t header_len_ = 0;
   State state_ = State::Header;
   Role role_;
   std::uint8_t frame_op_ = 0;
   bool frame_fin_ : 1 = false;
   bool frame_masked_ : 1 = false;
-  std::uint8_t mask_phase_ = 0;   // payload bytes of the current frame unmasked so far, mod 4
-  std::uint8_t control_len_ = 0;  // bytes in control_
-  std::uint8_t message_op_ = 0;   // Text/Binary of the open message, 0 when none
+  std::uint8_t mask_phase_ = 0;  // payload bytes of the current frame unmasked so far, mod 4
+  std::uint8_t message_op_ = 0;  // Text/Binary of the open message, 0 when none
   bool message_compressed_ : 1 = false;
   bool allow_rsv1_ : 1;  // ParserLimits::allow_rsv1
 };
@@ -211,10 +230,8 @@ inline const char* Parser::decode_header(const std::uint8_t* hp, std::uint16_t* 
 template <class Handler>
 bool Parser::fail(Handler& h, std::uint16_t code, const char* reason) {
   state_ = State::Failed;
-  release_message();
-  control_.reset();
-  control_len_ = 0;
-  header_len_ = 0;
+  held_.reset();
+  message_op_ = 0;
   h.on_error(code, reason);
   return false;
 }
@@ -259,30 +276,36 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
     if (state_ == State::Header) {
       if (p == end) return true;
       const std::uint8_t* hp;
+      std::uint8_t header_copy[kMaxHeader];
       std::size_t avail = static_cast<std::size_t>(end - p);
-      if (header_len_ == 0 && avail >= 2 && avail >= header_size(p[1])) {
+      if (header_len() == 0 && avail >= 2 && avail >= header_size(p[1])) {
         // Whole header in the input: decode it where it is.
         hp = p;
         p += header_size(p[1]);
       } else {
         // Accumulate a split header: first the two bytes that give its size,
         // then the rest.
-        if (header_len_ < 2) {
-          const std::size_t n = std::min<std::size_t>(2 - header_len_, avail);
-          std::memcpy(header_ + header_len_, p, n);
-          header_len_ = static_cast<std::uint8_t>(header_len_ + n);
+        Held& k = held();
+        if (k.header_len < 2) {
+          const std::size_t n = std::min<std::size_t>(2 - k.header_len, avail);
+          std::memcpy(k.header + k.header_len, p, n);
+          k.header_len = static_cast<std::uint8_t>(k.header_len + n);
           p += n;
           avail -= n;
-          if (header_len_ < 2) return true;
+          if (k.header_len < 2) return true;
         }
-        const std::size_t need = header_size(header_[1]);
-        const std::size_t n = std::min<std::size_t>(need - header_len_, avail);
-        std::memcpy(header_ + header_len_, p, n);
-        header_len_ = static_cast<std::uint8_t>(header_len_ + n);
+        const std::size_t need = header_size(k.header[1]);
+        const std::size_t n = std::min<std::size_t>(need - k.header_len, avail);
+        std::memcpy(k.header + k.header_len, p, n);
+        k.header_len = static_cast<std::uint8_t>(k.header_len + n);
         p += n;
-        if (header_len_ < need) return true;
-        header_len_ = 0;
-        hp = header_;
+        if (k.header_len < need) return true;
+        // Decoded from a copy: the block may be freed below, before the
+        // frame's fields are used.
+        std::memcpy(header_copy, k.header, need);
+        k.header_len = 0;
+        release_held_if_empty();
+        hp = header_copy;
       }
       std::uint16_t code;
       if (const char* reason = decode_header(hp, &code)) return fail(h, code, reason);
@@ -315,7 +338,8 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(frame_remaining_, avail));
     if (frame_op_ >= 0x8) {
       // Control frame. Complete in the input and nothing held yet → view.
-      if (control_len_ == 0 && n == frame_remaining_) {
+      const std::size_t held_control = held_ ? held_->control_len : 0;
+      if (held_control == 0 && n == frame_remaining_) {
         if (frame_masked_) apply_mask(p, n, mask_key_);
         std::uint8_t* payload = p;
         p += n;
@@ -324,21 +348,24 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
         if (!deliver_control(h, payload, n)) return false;
         continue;
       }
-      if (!control_) control_ = std::make_unique<std::uint8_t[]>(kMaxControlPayload);
+      Held& k = held();
       if (frame_masked_) apply_mask(p, n, mask_key_, mask_phase_);
-      std::memcpy(control_.get() + control_len_, p, n);
-      control_len_ = static_cast<std::uint8_t>(control_len_ + n);
+      std::memcpy(k.control + k.control_len, p, n);
+      k.control_len = static_cast<std::uint8_t>(k.control_len + n);
       mask_phase_ = static_cast<std::uint8_t>((mask_phase_ + n) & 3);
       p += n;
       frame_remaining_ -= n;
       if (frame_remaining_ != 0) return true;
       state_ = State::Header;
-      // Keep the block alive for the call, then free it: an idle parser holds
-      // no heap memory.
-      std::unique_ptr<std::uint8_t[]> payload = std::move(control_);
-      const std::size_t payload_len = control_len_;
-      control_len_ = 0;
-      if (!deliver_control(h, payload.get(), payload_len)) return false;
+      // Delivered from the stack, so that the block can be freed first (an
+      // idle parser holds no heap memory) and a close can release the
+      // message without freeing the payload under the handler.
+      std::uint8_t payload[kMaxControlPayload];
+      const std::size_t payload_len = k.control_len;
+      std::memcpy(payload, k.control, payload_len);
+      k.control_len = 0;
+      release_held_if_empty();
+      if (!deliver_control(h, payload, payload_len)) return false;
       continue;
     }
 
@@ -349,8 +376,8 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
       if (message_is_text_uncompressed() && !utf8_.feed(p, n)) {
         return fail(h, close_code::invalid_payload, "invalid UTF-8 in text message");
       }
-      if (!message_) message_ = std::make_unique<std::vector<std::uint8_t>>();
-      message_->insert(message_->end(), p, p + n);
+      std::vector<std::uint8_t>& m = held().message;
+      m.insert(m.end(), p, p + n);
       p += n;
       frame_remaining_ -= n;
     }
@@ -364,8 +391,8 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
     const bool compressed = message_compressed_;
     message_op_ = 0;
     // An empty vector may have a null data(); hand out a valid pointer anyway.
-    h.on_message(op, message_size() == 0 ? p : message_->data(), message_size(), compressed);
-    message_.reset();
+    h.on_message(op, message_size() == 0 ? p : held_->message.data(), message_size(), compressed);
+    release_message();
   }
 }
 
