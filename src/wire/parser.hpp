@@ -348,6 +348,9 @@ bool Parser::consume(std::uint8_t* data, std::size_t len, Handler& h) {
         if (!deliver_control(h, payload, n)) return false;
         continue;
       }
+      // Nothing of the payload in this read: wait for it without taking a
+      // block (an empty block would make an idle parser look busy).
+      if (n == 0) return true;
       Held& k = held();
       if (frame_masked_) apply_mask(p, n, mask_key_, mask_phase_);
       std::memcpy(k.control + k.control_len, p, n);

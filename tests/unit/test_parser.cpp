@@ -172,6 +172,13 @@ TEST(Parser, NoHeapMemoryOnceSplitsAreResolved) {
   EXPECT_EQ(rec.events.back(), "ping:0123456789");
   EXPECT_TRUE(parser.idle());
   EXPECT_EQ(parser.buffered_bytes(), 0u);
+  // A ping whose header ends exactly where a read ends, its payload in the
+  // next read (found by the fuzzer: the parser held an empty block).
+  Bytes ping_head(ping.begin(), ping.begin() + 6), ping_payload(ping.begin() + 6, ping.end());
+  ASSERT_TRUE(parser.consume(ping_head.data(), ping_head.size(), rec));
+  ASSERT_TRUE(parser.consume(ping_payload.data(), ping_payload.size(), rec));
+  EXPECT_EQ(rec.events.back(), "ping:0123456789");
+  EXPECT_TRUE(parser.idle());
 }
 
 TEST(Parser, ExtendedLengths) {
