@@ -293,10 +293,13 @@ void Channels::Impl::resolve_waiter(const std::shared_ptr<Impl>& self, const std
           w.reading = true;
           auto req_ch = ch;
           const std::size_t limit = std::max<std::size_t>(ch->options.history_size, 1);
+          // Copied before the unlock: `since` lives in ch->waiters, which
+          // another subscribe may reallocate once the lock is released.
+          const std::uint64_t from = since.offset + 1;
           lock.unlock();
-          redis->sync(
-              req_ch->name, nullptr, since.offset + 1, limit,
-              [self, req_ch, id](const pubsub::RemoteSyncResult& r) { self->post_resolve(self, req_ch, id, r); });
+          redis->sync(req_ch->name, nullptr, from, limit, [self, req_ch, id](const pubsub::RemoteSyncResult& r) {
+            self->post_resolve(self, req_ch, id, r);
+          });
         }
         return;
       } else {
