@@ -69,6 +69,24 @@ ECHO_NAMES = {"conduit": "conduit", "beast": "beast", "uws": "uWebSockets",
               "conduit-uring": "conduit, server.io = io_uring"}
 
 
+def echo_medians(rs):
+    """The medians of one echo configuration's runs."""
+    return {
+        "mps": median([g(r, "messages_per_second") for r in rs]),
+        "cpu": median([g(r, "server_cpu_seconds") for r in rs]),
+        "eff": median([g(r, "messages_per_server_cpu_second") for r in rs]),
+        "p50": median([g(r, "latency", "p50_us") for r in rs]),
+        "p99": median([g(r, "latency", "p99_us") for r in rs]),
+    }
+
+
+def echo_row(size, name, rs, m):
+    """One echo table row: the medians m of the runs rs of server `name`."""
+    problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
+    return (f"| {size} B | {name} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
+            f"**{fmt_num(m['eff'])}** | {fmt_num(m['p50'], 1)} | {fmt_num(m['p99'], 1)} | {problems} |")
+
+
 def uring_report(runs):
     """conduitd on epoll against conduitd on io_uring, same run, alternating."""
     out = ["| message | engine | runs | msg/s | server CPU s | msg per server-CPU-second | p50 µs | p99 µs | problems |",
@@ -80,17 +98,8 @@ def uring_report(runs):
             rs = [r for r in runs if r["scenario"] == "echo" and r["size"] == size and r["server"] == server]
             if not rs:
                 continue
-            m = {
-                "mps": median([g(r, "messages_per_second") for r in rs]),
-                "cpu": median([g(r, "server_cpu_seconds") for r in rs]),
-                "eff": median([g(r, "messages_per_server_cpu_second") for r in rs]),
-                "p50": median([g(r, "latency", "p50_us") for r in rs]),
-                "p99": median([g(r, "latency", "p99_us") for r in rs]),
-            }
-            med[server] = m
-            problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
-            out.append(f"| {size} B | {name} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
-                       f"**{fmt_num(m['eff'])}** | {fmt_num(m['p50'], 1)} | {fmt_num(m['p99'], 1)} | {problems} |")
+            med[server] = echo_medians(rs)
+            out.append(echo_row(size, name, rs, med[server]))
         if "conduit" in med and "conduit-uring" in med:
             a, b = med["conduit-uring"], med["conduit"]
             ratios.append(f"| {size} B | {fmt_ratio(a['eff'], b['eff'])} | {fmt_ratio(a['mps'], b['mps'])} |")
@@ -110,19 +119,8 @@ def echo_report(runs):
             rs = [r for r in runs if r["scenario"] == "echo" and r["size"] == size and r["server"] == server]
             if not rs:
                 continue
-            m = {
-                "mps": median([g(r, "messages_per_second") for r in rs]),
-                "cpu": median([g(r, "server_cpu_seconds") for r in rs]),
-                "eff": median([g(r, "messages_per_server_cpu_second") for r in rs]),
-                "p50": median([g(r, "latency", "p50_us") for r in rs]),
-                "p99": median([g(r, "latency", "p99_us") for r in rs]),
-            }
-            med[server] = m
-            problems = "; ".join(p for p in (errors_of(r) for r in rs) if p) or "none"
-            out.append(
-                f"| {size} B | {ECHO_NAMES[server]} | {len(rs)} | {fmt_num(m['mps'])} | {fmt_num(m['cpu'], 2)} | "
-                f"**{fmt_num(m['eff'])}** | {fmt_num(m['p50'], 1)} | {fmt_num(m['p99'], 1)} | {problems} |"
-            )
+            med[server] = echo_medians(rs)
+            out.append(echo_row(size, ECHO_NAMES[server], rs, med[server]))
         def pair(a, b):
             if a in med and b in med:
                 return [fmt_ratio(med[a]["eff"], med[b]["eff"]), fmt_ratio(med[a]["mps"], med[b]["mps"])]
